@@ -1,0 +1,254 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/shipbot/shipbot/bot"
+)
+
+// Config is shipbot.yaml. Secrets are never read from it: see the Env* names.
+type Config struct {
+	Listen           string         `yaml:"listen"`
+	DataDir          string         `yaml:"data_dir"`
+	Channel          string         `yaml:"channel"`
+	Chat             string         `yaml:"chat"`
+	ReminderInterval time.Duration  `yaml:"reminder_interval"`
+	MaxArtifactSize  ByteSize       `yaml:"max_artifact_size"`
+	People           []PersonConfig `yaml:"people"`
+	Roles            RolesConfig    `yaml:"roles"`
+	Log              LogConfig      `yaml:"log"`
+}
+
+// PersonConfig is one entry of people.
+type PersonConfig struct {
+	Name   string    `yaml:"name"`
+	Emails []string  `yaml:"emails"`
+	Slack  string    `yaml:"slack"`
+	IRC    IRCPerson `yaml:"irc"`
+}
+
+// IRCPerson says how a person is recognised on IRC (see bot.Directory.Identify).
+type IRCPerson struct {
+	Account string   `yaml:"account"`
+	Masks   []string `yaml:"masks"`
+	Nick    string   `yaml:"nick"`
+}
+
+// RolesConfig names the people who hold each role.
+type RolesConfig struct {
+	ReleaseHeads []string `yaml:"release_heads"`
+	Admins       []string `yaml:"admins"`
+}
+
+// LogConfig sets the operator log.
+type LogConfig struct {
+	Format string `yaml:"format"` // auto (console on a terminal, else json), console, json
+	Level  string `yaml:"level"`  // debug, info, warn, error
+}
+
+// Environment variables that carry secrets.
+const (
+	EnvAPIToken = "SHIPBOT_API_TOKEN"
+	EnvURL      = "SHIPBOT_URL"
+)
+
+// Defaults.
+const (
+	defaultListen          = "127.0.0.1:8080"
+	defaultMaxArtifactSize = 4 << 30
+	defaultReminder        = 10 * time.Minute
+)
+
+// LoadConfig reads and validates a config file. Unknown keys and bad values are
+// errors that name the file, the line and the key.
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(path, data)
+}
+
+// ParseConfig decodes and validates config data; name is used in errors.
+func ParseConfig(name string, data []byte) (*Config, error) {
+	c := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(c); err != nil {
+		return nil, fmt.Errorf("%s: %s", name, yamlError(err))
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return c, nil
+}
+
+var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
+
+// yamlError rewrites yaml.v3's messages in the config's terms.
+func yamlError(err error) string {
+	var te *yaml.TypeError
+	if errors.As(err, &te) {
+		msgs := make([]string, len(te.Errors))
+		for i, m := range te.Errors {
+			msgs[i] = unknownField.ReplaceAllString(m, `unknown key "$1" (check the spelling against configs/shipbot.yaml)`)
+		}
+		return strings.Join(msgs, "; ")
+	}
+	if err.Error() == "EOF" {
+		return "the file is empty"
+	}
+	return err.Error()
+}
+
+func (c *Config) applyDefaults() {
+	if c.Listen == "" {
+		c.Listen = defaultListen
+	}
+	if c.Chat == "" {
+		c.Chat = "console"
+	}
+	if c.MaxArtifactSize == 0 {
+		c.MaxArtifactSize = defaultMaxArtifactSize
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "auto"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+}
+
+var (
+	personName = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,31}$`)
+	slackID    = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
+)
+
+// Validate checks every field and names the first bad one.
+func (c *Config) Validate() error {
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	if c.DataDir == "" {
+		return errors.New("data_dir: required (where the store and artifacts live)")
+	}
+	if c.Channel == "" {
+		return errors.New("channel: required (e.g. \"#deploy\")")
+	}
+	switch c.Chat {
+	case "console":
+	default:
+		return fmt.Errorf("chat: %q is not an adapter; use console", c.Chat)
+	}
+	if c.ReminderInterval != 0 && c.ReminderInterval < time.Second {
+		return fmt.Errorf("reminder_interval: %s is too short; use at least 1s, or 0 to turn reminders off", c.ReminderInterval)
+	}
+	if c.MaxArtifactSize < 0 {
+		return errors.New("max_artifact_size: must be positive")
+	}
+	if len(c.People) == 0 {
+		return errors.New("people: name at least one person")
+	}
+	for i, p := range c.People {
+		at := fmt.Sprintf("people[%d]", i)
+		if !personName.MatchString(p.Name) {
+			return fmt.Errorf("%s.name: %q must be 1-32 lower-case letters, digits, '.', '-' or '_'", at, p.Name)
+		}
+		for j, e := range p.Emails {
+			if !strings.Contains(e, "@") || strings.ContainsAny(e, " <>") {
+				return fmt.Errorf("%s.emails[%d]: %q is not an email address", at, j, e)
+			}
+		}
+		if p.Slack != "" && !slackID.MatchString(p.Slack) {
+			return fmt.Errorf("%s.slack: %q is not a Slack user ID (like U012AB3CD); find it in the person's Slack profile", at, p.Slack)
+		}
+		for j, m := range p.IRC.Masks {
+			n, rest, ok1 := strings.Cut(m, "!")
+			_, host, ok2 := strings.Cut(rest, "@")
+			if !ok1 || !ok2 || n == "" || host == "" {
+				return fmt.Errorf("%s.irc.masks[%d]: %q is not nick!user@host", at, j, m)
+			}
+			if host == "*" {
+				return fmt.Errorf("%s.irc.masks[%d]: %q matches any host, so anyone could take the nick; name the host", at, j, m)
+			}
+		}
+	}
+	if len(c.Roles.ReleaseHeads) == 0 && len(c.Roles.Admins) == 0 {
+		return errors.New("roles.release_heads: name at least one person, or nobody can !ship")
+	}
+	switch c.Log.Format {
+	case "auto", "console", "json":
+	default:
+		return fmt.Errorf("log.format: %q; use auto, console or json", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		return fmt.Errorf("log.level: %q; use debug, info, warn or error", c.Log.Level)
+	}
+	if _, err := c.Directory(); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Directory builds the bot's people and roles.
+func (c *Config) Directory() (*bot.Directory, error) {
+	people := make([]bot.Person, len(c.People))
+	for i, p := range c.People {
+		people[i] = bot.Person{Name: p.Name, Emails: p.Emails, Slack: p.Slack,
+			IRC: bot.IRCIdentity{Account: p.IRC.Account, Masks: p.IRC.Masks, Nick: p.IRC.Nick}}
+	}
+	return bot.NewDirectory(people, c.Roles.ReleaseHeads, c.Roles.Admins)
+}
+
+// ByteSize is a size in bytes that reads "512MiB", "4GiB", "100MB" or a plain number.
+type ByteSize int64
+
+var sizeUnits = map[string]int64{
+	"": 1, "b": 1,
+	"k": 1 << 10, "kb": 1000, "kib": 1 << 10,
+	"m": 1 << 20, "mb": 1000 * 1000, "mib": 1 << 20,
+	"g": 1 << 30, "gb": 1000 * 1000 * 1000, "gib": 1 << 30,
+	"t": 1 << 40, "tb": 1000 * 1000 * 1000 * 1000, "tib": 1 << 40,
+}
+
+var sizeRe = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$`)
+
+// ParseByteSize parses a size such as "4GiB".
+func ParseByteSize(s string) (ByteSize, error) {
+	m := sizeRe.FindStringSubmatch(s)
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a size; write e.g. 512MiB or 4GiB", s)
+	}
+	unit, ok := sizeUnits[strings.ToLower(m[2])]
+	if !ok {
+		return 0, fmt.Errorf("%q: unknown unit %q; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)", s, m[2])
+	}
+	f, err := strconv.ParseFloat(m[1], 64)
+	if err != nil || f*float64(unit) > float64(1<<62) {
+		return 0, fmt.Errorf("%q is out of range", s)
+	}
+	return ByteSize(f * float64(unit)), nil
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	v, err := ParseByteSize(n.Value)
+	if err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	*b = v
+	return nil
+}

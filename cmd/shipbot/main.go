@@ -1,0 +1,107 @@
+// Command shipbot is the chat-ops release coordinator: it runs the bot in the release
+// channel and the HTTP API (serve), registers releases from CI (release create),
+// validates configs (check-config), and plays a scripted demo (demo).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+const usage = `shipbot: chat-ops releases: check-ins, !ship, peer-to-peer push, tiered rollout.
+
+usage:
+  shipbot serve --config FILE          run the bot and the HTTP API
+  shipbot release create --version V --artifact FILE|URL --commits A..B [--repo DIR]
+                                       register a release with a running shipbot
+  shipbot release list                 list recent releases
+  shipbot check-config FILE            validate a config; non-zero exit on error
+  shipbot demo                         a scripted check-in round in this terminal
+
+environment:
+  SHIPBOT_API_TOKEN   bearer token of the HTTP API (serve and release need it)
+  SHIPBOT_URL         where release commands find shipbot (default http://127.0.0.1:8080)
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "shipbot:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errors.New("no command given")
+	}
+	switch args[0] {
+	case "serve":
+		return cmdServe(ctx, args[1:], stdin, stdout, stderr)
+	case "release":
+		return cmdRelease(ctx, args[1:], stdout, stderr)
+	case "check-config":
+		return cmdCheckConfig(args[1:], stdout)
+	case "demo":
+		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+func cmdCheckConfig(args []string, stdout io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: shipbot check-config FILE")
+	}
+	c, err := LoadConfig(args[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d people, %d release heads, chat %s, channel %s)\n",
+		args[0], len(c.People), len(c.Roles.ReleaseHeads), c.Chat, c.Channel)
+	return nil
+}
+
+// newLogger builds the operator log on w: readable on a terminal, JSON otherwise.
+func newLogger(lc LogConfig, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(lc.Level)
+	if err != nil {
+		return nil, fmt.Errorf("log.level: %w", err)
+	}
+	format := lc.Format
+	if format == "auto" {
+		format = "json"
+		if f, ok := w.(*os.File); ok {
+			if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+				format = "console"
+			}
+		}
+	}
+	ec := zap.NewProductionEncoderConfig()
+	ec.EncodeTime = zapcore.ISO8601TimeEncoder
+	var enc zapcore.Encoder
+	if format == "console" {
+		ec.EncodeLevel = zapcore.CapitalColorLevelEncoder
+		enc = zapcore.NewConsoleEncoder(ec)
+	} else {
+		enc = zapcore.NewJSONEncoder(ec)
+	}
+	return zap.New(zapcore.NewCore(enc, zapcore.Lock(zapcore.AddSync(w)), lvl)), nil
+}

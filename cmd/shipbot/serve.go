@@ -1,0 +1,163 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/shipbot/shipbot/bot"
+	"github.com/shipbot/shipbot/bot/console"
+	"github.com/shipbot/shipbot/bot/httpapi"
+	"github.com/shipbot/shipbot/store"
+)
+
+func cmdServe(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "configs/shipbot.yaml", "config file")
+	listen := fs.String("listen", "", "override the config's listen address (e.g. 127.0.0.1:0)")
+	addrFile := fs.String("addr-file", "", "write the API's bound address to this file once listening")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := LoadConfig(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if *listen != "" {
+		cfg.Listen = *listen
+	}
+	token := os.Getenv(EnvAPIToken)
+	if token == "" {
+		return fmt.Errorf("%s is not set: the HTTP API needs a bearer token (e.g. export %s=$(openssl rand -hex 24))", EnvAPIToken, EnvAPIToken)
+	}
+	log, err := newLogger(cfg.Log, stderr)
+	if err != nil {
+		return err
+	}
+	defer log.Sync()
+
+	var chat bot.Adapter
+	switch cfg.Chat {
+	case "console":
+		chat = &console.Adapter{In: stdin, Out: stdout, Channel: cfg.Channel}
+	}
+	s, err := openServer(cfg, token, chat, clockwork.NewRealClock(), log)
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	if *addrFile != "" {
+		if err := writeFileAtomic(*addrFile, []byte(s.Addr()+"\n")); err != nil {
+			return fmt.Errorf("addr-file: %w", err)
+		}
+	}
+	log.Info("shipbot serving", zap.String("api", "http://"+s.Addr()), zap.String("chat", cfg.Chat),
+		zap.String("channel", cfg.Channel), zap.String("store", s.db.Path()))
+	return s.Run(ctx)
+}
+
+// server is one running shipbot: store, bot, chat adapter and HTTP API.
+type server struct {
+	cfg       *Config
+	log       *zap.Logger
+	db        *store.DB
+	artifacts *store.Artifacts
+	bot       *bot.Bot
+	chat      bot.Adapter
+	ln        net.Listener
+	http      *http.Server
+	// stopWhenChatEnds stops the server when the chat input ends (the scripted demo).
+	stopWhenChatEnds bool
+}
+
+var errChatEnded = errors.New("chat input ended")
+
+// openServer opens the store and binds the listen address first, so a store in use
+// or a port conflict is reported before anything starts.
+func openServer(cfg *Config, token string, chat bot.Adapter, clock clockwork.Clock, log *zap.Logger) (*server, error) {
+	dir, err := cfg.Directory()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data_dir: %w", err)
+	}
+	db, err := store.Open(filepath.Join(cfg.DataDir, "shipbot.db"))
+	if err != nil {
+		return nil, err
+	}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	s := &server{cfg: cfg, log: log, db: db, chat: chat, ln: ln,
+		artifacts: &store.Artifacts{Dir: filepath.Join(cfg.DataDir, "artifacts"), MaxSize: int64(cfg.MaxArtifactSize)}}
+	s.bot = bot.New(dir, db, chat, clock, log.Named("bot"))
+	s.bot.ReminderInterval = cfg.ReminderInterval
+	api := &httpapi.Server{Bot: s.bot, DB: db, Artifacts: s.artifacts, Token: token, Log: log.Named("api")}
+	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: zap.NewStdLog(log.Named("http"))}
+	return s, nil
+}
+
+// Addr is the API's bound address.
+func (s *server) Addr() string { return s.ln.Addr().String() }
+
+// Run serves until ctx is done, then shuts the HTTP server down gracefully.
+func (s *server) Run(ctx context.Context) error {
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		if err := s.http.Serve(s.ln); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		return s.http.Shutdown(sctx)
+	})
+	g.Go(func() error { return s.bot.Run(ctx) })
+	g.Go(func() error {
+		if err := s.chat.Run(ctx, s.bot); err != nil {
+			return fmt.Errorf("chat: %w", err)
+		}
+		if ctx.Err() == nil && s.stopWhenChatEnds {
+			return errChatEnded
+		}
+		if ctx.Err() == nil {
+			s.log.Info("chat input ended; still serving the API")
+		}
+		return nil
+	})
+	if err := g.Wait(); !errors.Is(err, errChatEnded) {
+		return err
+	}
+	return nil
+}
+
+// Close releases the store.
+func (s *server) Close() error { return s.db.Close() }
+
+// writeFileAtomic writes via a temp file and rename, so readers never see half a file.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
