@@ -52,7 +52,7 @@ func (b *Bot) cmdHelp(c *call) error {
 	return nil
 }
 
-func (b *Bot) cmdReady(c *call) error  { return b.setReady(c, true) }
+func (b *Bot) cmdReady(c *call) error   { return b.setReady(c, true) }
 func (b *Bot) cmdUnready(c *call) error { return b.setReady(c, false) }
 
 func (b *Bot) setReady(c *call, ready bool) error {

@@ -36,7 +36,7 @@ type command struct {
 	usage string
 	help  string
 	role  Role // "" means any configured person
-	run func(b *Bot, c *call) error
+	run   func(b *Bot, c *call) error
 }
 
 // call is one command being handled inside its transaction.
@@ -53,7 +53,9 @@ type call struct {
 	after   []func(context.Context)
 }
 
-func (c *call) say(format string, args ...any) { c.lines = append(c.lines, fmt.Sprintf(format, args...)) }
+func (c *call) say(format string, args ...any) {
+	c.lines = append(c.lines, fmt.Sprintf(format, args...))
+}
 
 func (c *call) refuse(format string, args ...any) {
 	c.refused = true

@@ -140,4 +140,3 @@ func randomToken() string {
 	rand.Read(b)
 	return hex.EncodeToString(b)
 }
-
