@@ -22,7 +22,7 @@ type Config struct {
 	DataDir          string         `yaml:"data_dir"`
 	Channel          string         `yaml:"channel"`
 	Chat             string         `yaml:"chat"`
-	ReminderInterval time.Duration  `yaml:"reminder_interval"`
+	ReminderInterval *time.Duration `yaml:"reminder_interval"` // nil: default; 0: off
 	MaxArtifactSize  ByteSize       `yaml:"max_artifact_size"`
 	People           []PersonConfig `yaml:"people"`
 	Roles            RolesConfig    `yaml:"roles"`
@@ -119,6 +119,10 @@ func (c *Config) applyDefaults() {
 	if c.Chat == "" {
 		c.Chat = "console"
 	}
+	if c.ReminderInterval == nil {
+		d := defaultReminder
+		c.ReminderInterval = &d
+	}
 	if c.MaxArtifactSize == 0 {
 		c.MaxArtifactSize = defaultMaxArtifactSize
 	}
@@ -135,7 +139,8 @@ var (
 	slackID    = regexp.MustCompile(`^[UW][A-Z0-9]{2,20}$`)
 )
 
-// Validate checks every field and names the first bad one.
+// Validate checks every field and names the first bad one. Call it after
+// applyDefaults.
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port", c.Listen)
@@ -151,8 +156,8 @@ func (c *Config) Validate() error {
 	default:
 		return fmt.Errorf("chat: %q is not an adapter; use console", c.Chat)
 	}
-	if c.ReminderInterval != 0 && c.ReminderInterval < time.Second {
-		return fmt.Errorf("reminder_interval: %s is too short; use at least 1s, or 0 to turn reminders off", c.ReminderInterval)
+	if r := *c.ReminderInterval; r < 0 || (r != 0 && r < time.Second) {
+		return fmt.Errorf("reminder_interval: %s is too short; use at least 1s, or 0 to turn reminders off", r)
 	}
 	if c.MaxArtifactSize < 0 {
 		return errors.New("max_artifact_size: must be positive")

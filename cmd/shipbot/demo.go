@@ -61,7 +61,8 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	cfg.DataDir = tmp
 	cfg.Listen = "127.0.0.1:0"
-	cfg.ReminderInterval = time.Duration(float64(3*time.Second) / *speed)
+	remind := time.Duration(float64(3*time.Second) / *speed)
+	cfg.ReminderInterval = &remind
 
 	log, err := newLogger(LogConfig{Format: "console", Level: "warn"}, stderr)
 	if err != nil {

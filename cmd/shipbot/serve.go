@@ -106,7 +106,7 @@ func openServer(cfg *Config, token string, chat bot.Adapter, clock clockwork.Clo
 	s := &server{cfg: cfg, log: log, db: db, chat: chat, ln: ln,
 		artifacts: &store.Artifacts{Dir: filepath.Join(cfg.DataDir, "artifacts"), MaxSize: int64(cfg.MaxArtifactSize)}}
 	s.bot = bot.New(dir, db, chat, clock, log.Named("bot"))
-	s.bot.ReminderInterval = cfg.ReminderInterval
+	s.bot.ReminderInterval = *cfg.ReminderInterval
 	api := &httpapi.Server{Bot: s.bot, DB: db, Artifacts: s.artifacts, Token: token, Log: log.Named("api")}
 	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(log.Named("http"))}

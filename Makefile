@@ -1,0 +1,38 @@
+# shipbot: the newcomer's two commands are `make demo` and `make test`.
+GO       ?= go
+BIN      := bin
+# Debian packages the tests drive for real: <command>:<package>.
+TEST_TOOLS := git:git ngircd:ngircd ii:ii aria2c:aria2 mktorrent:mktorrent opentracker:opentracker
+
+.PHONY: all build test demo deps lint clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+## demo: a whole check-in round in this terminal, on an embedded config.
+demo:
+	$(GO) run ./cmd/shipbot demo
+
+## test: install what the tests need, then vet and run every test with the race detector.
+test: deps lint
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+## deps: install the Debian packages the tests use, when missing (needs root or sudo).
+deps:
+	@missing=""; for t in $(TEST_TOOLS); do cmd=$${t%%:*}; pkg=$${t#*:}; \
+	  command -v $$cmd >/dev/null 2>&1 || [ -x /usr/sbin/$$cmd ] || missing="$$missing $$pkg"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing test tools:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestExampleConfigLoads(t *testing.T) {
+	c, err := LoadConfig("../../configs/shipbot.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Listen != "127.0.0.1:8080" || *c.ReminderInterval != 10*time.Minute || c.MaxArtifactSize != 4<<30 || len(c.People) != 3 {
+		t.Errorf("example config: %+v", c)
+	}
+	d, err := c.Directory()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := d.ByEmail("alice@users.noreply.github.com"); p == nil || p.Name != "alice" {
+		t.Errorf("email mapping: %v", p)
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	base := "data_dir: /tmp/x\nchannel: \"#d\"\npeople:\n  - name: alice\n    emails: [a@x]\nroles:\n  release_heads: [alice]\n"
+	cases := []struct {
+		name, yaml, want string
+	}{
+		{"unknown top key", base + "listn: 1.2.3.4:5\n", `line 8: unknown key "listn"`},
+		{"unknown nested key", strings.Replace(base, "emails: [a@x]", "emails: [a@x]\n    slak: U1", 1), `unknown key "slak"`},
+		{"bad duration", base + "reminder_interval: soon\n", "line 8"},
+		{"short duration", base + "reminder_interval: 10ms\n", "reminder_interval: 10ms is too short"},
+		{"bad size", base + "max_artifact_size: 4XB\n", `unknown unit "XB"`},
+		{"bad listen", base + "listen: localhost\n", "listen:"},
+		{"no data dir", strings.Replace(base, "data_dir: /tmp/x\n", "", 1), "data_dir: required"},
+		{"no heads", strings.Replace(base, "release_heads: [alice]", "release_heads: []", 1), "roles.release_heads"},
+		{"unknown head", strings.Replace(base, "release_heads: [alice]", "release_heads: [zed]", 1), `"zed" is not in people`},
+		{"bad email", strings.Replace(base, "[a@x]", "[alice]", 1), "people[0].emails[0]"},
+		{"bad name", strings.Replace(base, "name: alice", "name: Alice Smith", 1), "people[0].name"},
+		{"bad slack", strings.Replace(base, "emails: [a@x]", "emails: [a@x]\n    slack: alice", 1), "people[0].slack"},
+		{"bad mask", strings.Replace(base, "emails: [a@x]", "emails: [a@x]\n    irc: {masks: [alice]}", 1), "people[0].irc.masks[0]"},
+		{"any-host mask", strings.Replace(base, "emails: [a@x]", "emails: [a@x]\n    irc: {masks: [\"alice!*@*\"]}", 1), "matches any host"},
+		{"bad chat", base + "chat: telegram\n", `chat: "telegram"`},
+		{"bad log level", base + "log: {level: loud}\n", "log.level"},
+		{"empty", "", "empty"},
+		{"wrong type", base + "people: 3\n", "line"},
+	}
+	for _, c := range cases {
+		_, err := ParseConfig("test.yaml", []byte(c.yaml))
+		if err == nil || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), "test.yaml: ") {
+			t.Errorf("%s: err = %v, want it to start with the file name and mention %q", c.name, err, c.want)
+		}
+	}
+	c, err := ParseConfig("ok.yaml", []byte(base))
+	if err != nil || *c.ReminderInterval != 10*time.Minute {
+		t.Errorf("base config: %v", err)
+	}
+	c, err = ParseConfig("ok.yaml", []byte(base+"reminder_interval: 0s\n"))
+	if err != nil || *c.ReminderInterval != 0 {
+		t.Errorf("reminders off: %v", err)
+	}
+}
+
+func TestCheckConfigCommand(t *testing.T) {
+	var out strings.Builder
+	if err := cmdCheckConfig([]string{"../../configs/shipbot.yaml"}, &out); err != nil || !strings.Contains(out.String(), "ok") {
+		t.Errorf("check-config of the example: %v %q", err, out.String())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("chanel: x\n"), 0o644)
+	err := cmdCheckConfig([]string{bad}, &out)
+	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), `"chanel"`) {
+		t.Errorf("check-config of a bad file: %v", err)
+	}
+}
+
+func TestParseByteSize(t *testing.T) {
+	for in, want := range map[string]ByteSize{"100": 100, "1KiB": 1024, "1.5MiB": 3 << 19, "2GB": 2e9, "4GiB": 4 << 30, "1 mib": 1 << 20} {
+		got, err := ParseByteSize(in)
+		if err != nil || got != want {
+			t.Errorf("ParseByteSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "lots", "1.2.3MB", "99999999TiB"} {
+		if _, err := ParseByteSize(in); err == nil {
+			t.Errorf("ParseByteSize(%q) accepted", in)
+		}
+	}
+}
