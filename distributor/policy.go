@@ -26,14 +26,15 @@ type PeerPolicy interface {
 //
 //   - the origin, always (it is the fallback when no peer has a piece);
 //   - at least Remote peers from other racks (more when the rack has too few peers),
-//     so every rack keeps a path to data it does not have yet;
+//     so every rack keeps a path to data it does not have yet; by default a quarter
+//     of the handout, and at least one;
 //   - up to SameDC peers from other racks of the same dc;
 //   - the rest from the announcer's own rack.
 //
 // Inside each group, complete peers (seeds) come first, then the rest in random order.
 // Any room left over is filled from whatever candidates remain.
 type LocalityPolicy struct {
-	Remote int // peers from other racks in every handout; default 3
+	Remote int // peers from other racks in every handout; default max(1, n/4)
 	SameDC int // cap on same-dc, other-rack peers; default n/4
 }
 
@@ -44,7 +45,7 @@ func (p LocalityPolicy) Choose(self Host, candidates []Peer, n int, rnd *rand.Ra
 	}
 	remoteMin := p.Remote
 	if remoteMin <= 0 {
-		remoteMin = 3
+		remoteMin = max(1, n/4)
 	}
 	sameDCMax := p.SameDC
 	if sameDCMax <= 0 {

@@ -23,6 +23,9 @@ type Options struct {
 	ListenAddr string
 	// UploadRate and DownloadRate cap bytes/s; 0 means unlimited.
 	UploadRate, DownloadRate int64
+	// UploadLimiter, if set, is used instead of UploadRate, so the owner can change
+	// the cap while the client runs.
+	UploadLimiter *rate.Limiter
 	// ConnsPerTorrent bounds established connections per torrent; 0 means 50.
 	ConnsPerTorrent int
 	// Log receives the library's own log lines (hash failures, bans); nil discards.
@@ -64,10 +67,13 @@ func New(o Options) (*torrent.Client, error) {
 		cfg.EstablishedConnsPerTorrent = o.ConnsPerTorrent
 	}
 	if o.UploadRate > 0 {
-		cfg.UploadRateLimiter = rate.NewLimiter(rate.Limit(o.UploadRate), burst(o.UploadRate))
+		cfg.UploadRateLimiter = Limiter(o.UploadRate)
+	}
+	if o.UploadLimiter != nil {
+		cfg.UploadRateLimiter = o.UploadLimiter
 	}
 	if o.DownloadRate > 0 {
-		cfg.DownloadRateLimiter = rate.NewLimiter(rate.Limit(o.DownloadRate), burst(o.DownloadRate))
+		cfg.DownloadRateLimiter = Limiter(o.DownloadRate)
 	}
 	if o.Log != nil {
 		cfg.Slogger = o.Log
@@ -83,11 +89,18 @@ func New(o Options) (*torrent.Client, error) {
 	return cl, nil
 }
 
-// burst is the token bucket size for a rate: at least one 16 KiB chunk, at most a
-// tenth of a second of traffic, so caps hold over short windows.
-func burst(rate int64) int {
-	return int(max(16<<10, rate/10))
+// Limiter returns a limiter of bytes/s (0: unlimited). Its bucket holds at least one
+// 16 KiB chunk and otherwise a tenth of a second of traffic, so caps hold over short
+// windows.
+func Limiter(bytesPerSec int64) *rate.Limiter {
+	if bytesPerSec <= 0 {
+		return rate.NewLimiter(rate.Inf, 0)
+	}
+	return rate.NewLimiter(rate.Limit(bytesPerSec), Burst(bytesPerSec))
 }
+
+// Burst is the bucket size Limiter uses for a rate.
+func Burst(bytesPerSec int64) int { return int(max(16<<10, bytesPerSec/10)) }
 
 // Slog routes the library's slog records at Info and above into a zap logger.
 func Slog(log *zap.Logger) *slog.Logger { return slog.New(zapHandler{log: log}) }

@@ -94,14 +94,8 @@ func (f *Fetcher) Open() error {
 	log := f.Log
 	cl, err := btclient.New(btclient.Options{
 		ListenAddr: f.ListenAddr, UploadRate: f.UploadRate, DownloadRate: f.DownloadRate,
+		// The library logs "piece failed hash. banning peer" with the peer's address.
 		Log: btclient.Slog(log.Named("bt")),
-		Callbacks: torrent.Callbacks{PeerConnClosed: func(c *torrent.PeerConn) {
-			st := c.Stats()
-			if bad := st.PiecesDirtiedBad.Int64(); bad > 0 {
-				log.Warn("dropped a peer that sent data failing the hash check",
-					zap.Stringer("peer", c.RemoteAddr), zap.Int64("bad_pieces", bad))
-			}
-		}},
 	})
 	if err != nil {
 		pc.Close()

@@ -23,6 +23,7 @@ import (
 	"github.com/anacrolix/torrent/bencode"
 	"github.com/anacrolix/torrent/metainfo"
 	"github.com/anacrolix/torrent/storage"
+	"golang.org/x/time/rate"
 
 	"github.com/shipbot/shipbot/distributor"
 	"github.com/shipbot/shipbot/distributor/btclient"
@@ -118,13 +119,15 @@ type Seeder struct {
 	Log        *slog.Logger
 
 	client *torrent.Client
+	up     *rate.Limiter
 	mu     sync.Mutex
 	byRel  map[string]*Torrent
 }
 
 // Open starts the BitTorrent client.
 func (s *Seeder) Open() error {
-	cl, err := btclient.New(btclient.Options{ListenAddr: s.ListenAddr, UploadRate: s.UploadRate, Log: s.Log, ConnsPerTorrent: 200})
+	s.up = btclient.Limiter(s.UploadRate)
+	cl, err := btclient.New(btclient.Options{ListenAddr: s.ListenAddr, UploadLimiter: s.up, Log: s.Log, ConnsPerTorrent: 200})
 	if err != nil {
 		return err
 	}
@@ -140,6 +143,16 @@ func (s *Seeder) Close() error {
 	}
 	errs := s.client.Close()
 	return errors.Join(errs...)
+}
+
+// SetUploadRate changes the upload cap (bytes/s; 0 means unlimited) while seeding.
+func (s *Seeder) SetUploadRate(r int64) {
+	if r <= 0 {
+		s.up.SetLimit(rate.Inf)
+		return
+	}
+	s.up.SetBurst(btclient.Burst(r))
+	s.up.SetLimit(rate.Limit(r))
 }
 
 // Addr is where the seeder accepts BitTorrent connections.

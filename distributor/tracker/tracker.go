@@ -31,9 +31,10 @@ import (
 
 // Handout is one answer the tracker gave, for tests and the benchmark.
 type Handout struct {
-	InfoHash string
-	Host     distributor.Host
-	Peers    []distributor.Peer
+	InfoHash   string
+	Host       distributor.Host
+	Peers      []distributor.Peer // what the policy chose
+	Candidates []distributor.Peer // what it chose from
 }
 
 // Tracker is the HTTP tracker. Set the fields, then serve Handler().
@@ -54,6 +55,7 @@ type Tracker struct {
 	mu      sync.Mutex
 	swarms  map[[20]byte]map[string]*entry // infohash -> host -> entry
 	origins map[[20]byte]netip.AddrPort
+	tracked map[[20]byte]bool // swarms kept even while empty
 	rnd     *rand.Rand
 }
 
@@ -73,6 +75,7 @@ func (t *Tracker) init() {
 	if t.swarms == nil {
 		t.swarms = map[[20]byte]map[string]*entry{}
 		t.origins = map[[20]byte]netip.AddrPort{}
+		t.tracked = map[[20]byte]bool{}
 		t.rnd = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
 		if t.Clock == nil {
 			t.Clock = clockwork.NewRealClock()
@@ -112,6 +115,18 @@ func (t *Tracker) AddOrigin(infohash [20]byte, addr netip.AddrPort) {
 	defer t.mu.Unlock()
 	t.init()
 	t.origins[infohash] = addr
+}
+
+// Track accepts announces for infohash even without an origin (a swarm seeded by
+// hosts only). Announces for torrents the tracker does not know are refused.
+func (t *Tracker) Track(infohash [20]byte) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.init()
+	if t.swarms[infohash] == nil {
+		t.swarms[infohash] = map[string]*entry{}
+	}
+	t.tracked[infohash] = true
 }
 
 // RemoveOrigin forgets a swarm's origin.
@@ -242,12 +257,16 @@ func (t *Tracker) announce(w http.ResponseWriter, r *http.Request) {
 	}
 	// Sort first so the policy's randomness is the only source of order.
 	sort.Slice(cands, func(i, j int) bool { return cands[i].Host.Name < cands[j].Host.Name })
+	var hook []distributor.Peer
+	if t.OnHandout != nil {
+		hook = append(hook, cands...) // the policy may reorder cands
+	}
 	peers := t.Policy.Choose(host, cands, numwant, t.rnd)
 	complete, incomplete := counts(sw, origin)
 	t.mu.Unlock()
 
 	if t.OnHandout != nil {
-		t.OnHandout(Handout{InfoHash: hex.EncodeToString(ih[:]), Host: host, Peers: peers})
+		t.OnHandout(Handout{InfoHash: hex.EncodeToString(ih[:]), Host: host, Peers: peers, Candidates: hook})
 	}
 	t.writePeers(w, q, peers, complete, incomplete)
 }
@@ -347,7 +366,7 @@ func (t *Tracker) expire(ih [20]byte, now time.Time) {
 			delete(sw, name)
 		}
 	}
-	if _, ok := t.origins[ih]; !ok && sw != nil && len(sw) == 0 {
+	if _, ok := t.origins[ih]; !ok && !t.tracked[ih] && sw != nil && len(sw) == 0 {
 		delete(t.swarms, ih)
 	}
 }
