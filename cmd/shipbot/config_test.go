@@ -91,3 +91,17 @@ func TestParseByteSize(t *testing.T) {
 		}
 	}
 }
+
+func TestKeygenCommand(t *testing.T) {
+	dir := t.TempDir()
+	var out strings.Builder
+	if err := cmdKeygen([]string{"--dir", dir}, &out, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "public key for shipagent's config: ") {
+		t.Errorf("keygen said %q", out.String())
+	}
+	if err := cmdKeygen([]string{"--dir", dir}, &out, &out); err == nil || !strings.Contains(err.Error(), "exists") {
+		t.Errorf("second keygen over the same key: %v", err)
+	}
+}

@@ -15,6 +15,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/shipbot/shipbot/distributor"
 )
 
 const usage = `shipbot: chat-ops releases: check-ins, !ship, peer-to-peer push, tiered rollout.
@@ -25,6 +27,7 @@ usage:
                                        register a release with a running shipbot
   shipbot release list                 list recent releases
   shipbot check-config FILE            validate a config; non-zero exit on error
+  shipbot keygen [--dir DIR]           write the manifest signing key pair (shipbot.key, shipbot.pub)
   shipbot demo                         a scripted check-in round in this terminal
 
 environment:
@@ -55,6 +58,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdRelease(ctx, args[1:], stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(args[1:], stdout)
+	case "keygen":
+		return cmdKeygen(args[1:], stdout, stderr)
 	case "demo":
 		return cmdDemo(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
@@ -76,6 +81,25 @@ func cmdCheckConfig(args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d people, %d release heads, chat %s, channel %s)\n",
 		args[0], len(c.People), len(c.Roles.ReleaseHeads), c.Chat, c.Channel)
+	return nil
+}
+
+func cmdKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dir := fs.String("dir", ".", "directory for shipbot.key (private, mode 0600) and shipbot.pub")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	pub, key, err := distributor.WriteKeys(*dir)
+	if err != nil {
+		return fmt.Errorf("keygen: %w", err)
+	}
+	b, err := os.ReadFile(pub)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "wrote %s (keep it secret: shipbot signs manifests with it)\nwrote %s\npublic key for shipagent's config: %s", key, pub, b)
 	return nil
 }
 

@@ -185,7 +185,7 @@ func (f *Fetcher) Fetch(ctx context.Context, m *distributor.Manifest, src Source
 	t.DownloadAll()
 	tick := time.NewTicker(f.ProgressEvery)
 	defer tick.Stop()
-	last, lastAt := t.BytesCompleted(), time.Now()
+	last, lastAt := int64(0), time.Now()
 	var bad int64
 	for done := false; !done; {
 		select {
@@ -276,7 +276,6 @@ func (f *Fetcher) progress(m *distributor.Manifest, t *torrent.Torrent, last int
 	}
 	p := Progress{
 		Release:     m.Release,
-		Bytes:       t.BytesCompleted(),
 		Total:       m.Size,
 		PiecesTotal: t.NumPieces(),
 		Peers:       st.ActivePeers,
@@ -284,10 +283,17 @@ func (f *Fetcher) progress(m *distributor.Manifest, t *torrent.Torrent, last int
 		FromPeers:   max(0, st.BytesReadUsefulData.Int64()-web),
 		BadPieces:   st.PiecesDirtiedBad.Int64(),
 	}
+	n := t.NumPieces()
+	i := 0
 	for _, r := range t.PieceStateRuns() {
 		if r.Complete {
 			p.Pieces += r.Length
+			p.Bytes += int64(r.Length) * m.PieceLength
+			if i+r.Length == n { // the last piece is short
+				p.Bytes -= int64(n)*m.PieceLength - m.Size
+			}
 		}
+		i += r.Length
 	}
 	p.Done = p.Bytes == p.Total && f.Verified(m)
 	if dt > 0 {

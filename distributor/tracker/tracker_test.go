@@ -27,7 +27,7 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	reg := distributor.StaticRegistry{}
-	for _, h := range []distributor.Host{{"a1", "r1", "dc1"}, {"a2", "r1", "dc1"}, {"b1", "r2", "dc1"}, {"c1", "r3", "dc2"}} {
+	for _, h := range []distributor.Host{{Name: "a1", Rack: "r1", DC: "dc1"}, {Name: "a2", Rack: "r1", DC: "dc1"}, {Name: "b1", Rack: "r2", DC: "dc1"}, {Name: "c1", Rack: "r3", DC: "dc2"}} {
 		reg[h.Name] = h
 	}
 	f := &fixture{clock: clockwork.NewFakeClock()}
