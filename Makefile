@@ -4,7 +4,7 @@ BIN      := bin
 # Debian packages the tests drive for real: <command>:<package>.
 TEST_TOOLS := git:git ngircd:ngircd ii:ii aria2c:aria2 mktorrent:mktorrent opentracker:opentracker
 
-.PHONY: all build test demo deps lint clean
+.PHONY: all build test demo deps lint clean bench-push
 
 all: build
 
@@ -28,6 +28,12 @@ deps:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+
+## bench-push: time the push of one artifact to many hosts by four methods (see README).
+## Set BENCH_FLAGS, e.g. BENCH_FLAGS="--size-mib 256 --uplink-mbit 400".
+bench-push: deps
+	$(GO) build -o $(BIN)/benchpush ./cmd/benchpush
+	$(BIN)/benchpush $(BENCH_FLAGS)
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

@@ -96,6 +96,11 @@ func (f *Fetcher) Open() error {
 		ListenAddr: f.ListenAddr, UploadRate: f.UploadRate, DownloadRate: f.DownloadRate,
 		// The library logs "piece failed hash. banning peer" with the peer's address.
 		Log: btclient.Slog(log.Named("bt")),
+		Callbacks: torrent.Callbacks{StatusUpdated: []func(torrent.StatusUpdatedEvent){func(e torrent.StatusUpdatedEvent) {
+			if e.Event == torrent.TrackerAnnounceError {
+				log.Warn("tracker announce failed", zap.String("tracker", redactKey(e.Url)), zap.Error(e.Error))
+			}
+		}}},
 	})
 	if err != nil {
 		pc.Close()
@@ -104,6 +109,12 @@ func (f *Fetcher) Open() error {
 	f.client = cl
 	f.held = map[string]*torrent.Torrent{}
 	return nil
+}
+
+// redactKey drops the query (which carries this host's tracker key) from a URL.
+func redactKey(u string) string {
+	base, _, _ := strings.Cut(u, "?")
+	return base
 }
 
 // Close stops every download and all seeding.
