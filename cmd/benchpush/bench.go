@@ -35,6 +35,7 @@ type benchConfig struct {
 	methods    []string
 	netns      bool
 	handout    int
+	pieceKiB   int64
 	timeout    time.Duration
 }
 
@@ -48,12 +49,13 @@ func runBench(ctx context.Context, args []string) error {
 	methods := fs.String("methods", "locality,random,http,aria2", "methods to run, in order")
 	mode := fs.String("netns", "auto", "auto: shaped namespaces when root with ip netns, else loopback; on; off")
 	handout := fs.Int("handout", tracker.DefaultHandout, "peers per tracker answer (our tracker)")
+	pieceKiB := fs.Int64("piece-kib", 0, "piece length in KiB (0: shipbot's choice by size)")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up on a method after this long")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	c := benchConfig{size: *sizeMiB << 20, hosts: *hosts, racks: *racks, hostMbit: *hostMbit, uplinkMbit: *uplinkMbit,
-		methods: strings.Split(*methods, ","), handout: *handout, timeout: *timeout}
+		methods: strings.Split(*methods, ","), handout: *handout, timeout: *timeout, pieceKiB: *pieceKiB}
 	switch *mode {
 	case "on":
 		c.netns = true
@@ -243,7 +245,8 @@ func runMethod(ctx context.Context, c benchConfig, topo *topology, self, work, a
 	}
 	origin, err := start(ctx, originNS, self, "origin", "--method", method, "--artifact", art, "--ip", originIP,
 		"--hosts", hostsFile, "--secret", string(secret), "--manifest", manifest,
-		"--rate", strconv.FormatInt(capRate, 10), "--handout", strconv.Itoa(c.handout))
+		"--rate", strconv.FormatInt(capRate, 10), "--handout", strconv.Itoa(c.handout),
+		"--piece-kib", strconv.FormatInt(c.pieceKiB, 10))
 	if err != nil {
 		return result{}, err
 	}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"time"
 
 	"go.uber.org/zap"
@@ -39,9 +40,11 @@ func runOrigin(ctx context.Context, args []string) error {
 	manifestOut := fs.String("manifest", "", "where to write the manifest")
 	rateCap := fs.Int64("rate", 0, "upload cap in bytes/s inside the client (loopback mode)")
 	handout := fs.Int("handout", tracker.DefaultHandout, "peers per tracker answer")
+	pieceKiB := fs.Int64("piece-kib", 0, "piece length in KiB (0: shipbot's choice)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	seeder.PieceLengthOverride = *pieceKiB << 10
 	var hosts []distributor.Host
 	b, err := os.ReadFile(*hostsFile)
 	if err != nil {
@@ -165,6 +168,13 @@ func runHost(ctx context.Context, args []string) error {
 	var m distributor.Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
 		return err
+	}
+	if d := os.Getenv("BENCHPUSH_CPUPROFILE"); d != "" {
+		pf, err := os.Create(filepath.Join(d, filepath.Base(*dir)+".pprof"))
+		if err == nil {
+			pprof.StartCPUProfile(pf)
+			defer pprof.StopCPUProfile()
+		}
 	}
 	start := time.Now()
 	switch *method {

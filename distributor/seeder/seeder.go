@@ -37,7 +37,8 @@ type Torrent struct {
 }
 
 // MakeTorrent reads the artifact once, computing its piece hashes (sha1) and its
-// sha256 in the same pass. If wantSHA256 is set and the file does not match it (the
+// sha256 in the same pass. The piece length is distributor.PieceLength of the size
+// unless PieceLengthOverride is set. If wantSHA256 is set and the file does not match it (the
 // stored artifact was damaged), it fails. announce and webseed go into the .torrent;
 // webseed should end in "/" (BEP 19: the client appends the file name).
 func MakeTorrent(path, release, version, announce, webseed, wantSHA256 string, created time.Time) (*Torrent, error) {
@@ -54,6 +55,9 @@ func MakeTorrent(path, release, version, announce, webseed, wantSHA256 string, c
 		return nil, fmt.Errorf("make torrent: %s is not a non-empty regular file", path)
 	}
 	plen := distributor.PieceLength(st.Size())
+	if PieceLengthOverride > 0 {
+		plen = PieceLengthOverride
+	}
 	pieces, sum, err := hashPieces(f, plen)
 	if err != nil {
 		return nil, fmt.Errorf("make torrent: read %s: %w", path, err)
@@ -87,6 +91,9 @@ func MakeTorrent(path, release, version, announce, webseed, wantSHA256 string, c
 		Path:     path,
 	}, nil
 }
+
+// PieceLengthOverride, when positive, replaces the chosen piece length (benchmarks).
+var PieceLengthOverride int64
 
 // hashPieces returns the concatenated sha1 of each piece and the sha256 of the whole.
 func hashPieces(r io.Reader, plen int64) ([]byte, string, error) {
