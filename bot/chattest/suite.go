@@ -54,6 +54,12 @@ type Transcript struct {
 	next int
 }
 
+// NewTranscript reads h's bot lines from the first.
+func NewTranscript(h Harness) *Transcript { return &Transcript{h: h} }
+
+// TranscriptOf starts reading h's bot lines from what has been said so far.
+func TranscriptOf(h Harness) *Transcript { return &Transcript{h: h, next: len(h.BotLines())} }
+
 // Expect waits for the next bot line that contains every one of subs, and returns it.
 // Lines before it are skipped.
 func (tr *Transcript) Expect(t testing.TB, subs ...string) string {
@@ -85,7 +91,7 @@ func containsAll(s string, subs []string) bool {
 
 // Run plays the check-in round and asserts on what the bot says.
 func Run(t *testing.T, h Harness) {
-	tr := &Transcript{h: h}
+	tr := NewTranscript(h)
 	m := h.Mention
 
 	h.CreateRelease(t, "v2")
@@ -146,7 +152,7 @@ func Run(t *testing.T, h Harness) {
 	h.Say(t, Dave, "!unlock")
 	tr.Expect(t, m(Dave), "unlocked")
 
-	long := "!ready " + strings.Repeat("x", 500)
+	long := "!ready " + strings.Repeat("x", 420) // over 400 bytes, yet within one IRC line
 	h.Say(t, Alice, long)
 	if l := tr.Expect(t, m(Alice), "at most 400"); strings.Contains(l, "xxxxxxxxxx") {
 		t.Errorf("long message echoed back: %q", l)

@@ -14,6 +14,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/shipbot/shipbot/bot"
+	"github.com/shipbot/shipbot/bot/irc"
 )
 
 // Config is shipbot.yaml. Secrets are never read from it: see the Env* names.
@@ -27,6 +28,8 @@ type Config struct {
 	People           []PersonConfig `yaml:"people"`
 	Roles            RolesConfig    `yaml:"roles"`
 	Log              LogConfig      `yaml:"log"`
+	// IRC configures the IRC adapter (chat: irc).
+	IRC *irc.Config `yaml:"irc"`
 }
 
 // PersonConfig is one entry of people.
@@ -153,8 +156,20 @@ func (c *Config) Validate() error {
 	}
 	switch c.Chat {
 	case "console":
+	case "irc":
+		if c.IRC == nil {
+			return errors.New("chat is irc but the irc: section is missing (server, port, nick, ...)")
+		}
+		if !strings.HasPrefix(c.Channel, "#") {
+			return fmt.Errorf("channel: %q; an IRC channel starts with #", c.Channel)
+		}
 	default:
-		return fmt.Errorf("chat: %q is not an adapter; use console", c.Chat)
+		return fmt.Errorf("chat: %q is not an adapter; use console or irc", c.Chat)
+	}
+	if c.IRC != nil {
+		if err := c.IRC.Validate(); err != nil {
+			return err
+		}
 	}
 	if r := *c.ReminderInterval; r < 0 || (r != 0 && r < time.Second) {
 		return fmt.Errorf("reminder_interval: %s is too short; use at least 1s, or 0 to turn reminders off", r)

@@ -19,6 +19,7 @@ import (
 	"github.com/shipbot/shipbot/bot"
 	"github.com/shipbot/shipbot/bot/console"
 	"github.com/shipbot/shipbot/bot/httpapi"
+	"github.com/shipbot/shipbot/bot/irc"
 	"github.com/shipbot/shipbot/store"
 )
 
@@ -52,6 +53,10 @@ func cmdServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	switch cfg.Chat {
 	case "console":
 		chat = &console.Adapter{In: stdin, Out: stdout, Channel: cfg.Channel}
+	case "irc":
+		if chat, err = irc.New(*cfg.IRC, cfg.Channel, log.Named("irc")); err != nil {
+			return err
+		}
 	}
 	s, err := openServer(cfg, token, chat, clockwork.NewRealClock(), log)
 	if err != nil {
