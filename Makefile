@@ -4,7 +4,7 @@ BIN      := bin
 # Debian packages the tests drive for real: <command>:<package>.
 TEST_TOOLS := git:git ngircd:ngircd ii:ii aria2c:aria2 mktorrent:mktorrent opentracker:opentracker
 
-.PHONY: all build test demo deps lint clean bench-push
+.PHONY: all build test demo deps lint clean bench-push bench-irc
 
 all: build
 
@@ -34,6 +34,10 @@ deps:
 bench-push: deps
 	$(GO) build -o $(BIN)/benchpush ./cmd/benchpush
 	$(BIN)/benchpush $(BENCH_FLAGS)
+
+## bench-irc: latency of !ready to the bot's answer through a real ngircd.
+bench-irc: deps
+	$(GO) test -run '^$$' -bench BenchmarkReadyAck -benchtime 1x ./bot/irc
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

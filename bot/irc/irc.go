@@ -137,7 +137,8 @@ type Adapter struct {
 	mu      sync.Mutex
 	handler bot.Handler
 	ctx     context.Context
-	joined  bool // in the release channel on the current connection
+	joined  bool  // in the release channel on the current connection
+	fatal   error // a reason not to reconnect
 }
 
 var _ bot.Adapter = (*Adapter)(nil)
@@ -230,10 +231,11 @@ func (a *Adapter) Run(ctx context.Context, h bot.Handler) error {
 	a.handler, a.ctx = h, ctx
 	a.mu.Unlock()
 
+	sendCtx, stopSend := context.WithCancel(ctx)
 	sendDone := make(chan struct{})
 	go func() {
 		defer close(sendDone)
-		a.sendLoop(ctx)
+		a.sendLoop(sendCtx)
 	}()
 	stop := context.AfterFunc(ctx, func() { a.client.Quit("shipbot stopping") })
 	defer stop()
@@ -247,7 +249,11 @@ func (a *Adapter) Run(ctx context.Context, h bot.Handler) error {
 		if ctx.Err() != nil {
 			break
 		}
-		if errors.Is(err, errNoSASL) {
+		a.mu.Lock()
+		fatal := a.fatal
+		a.mu.Unlock()
+		if fatal != nil {
+			err = fatal
 			break
 		}
 		if time.Since(started) > 2*a.cfg.ReconnectMax {
@@ -262,6 +268,7 @@ func (a *Adapter) Run(ctx context.Context, h bot.Handler) error {
 		backoff = min(2*backoff, a.cfg.ReconnectMax)
 	}
 	a.client.Close()
+	stopSend()
 	<-sendDone
 	if errors.Is(err, errNoSASL) {
 		return err
@@ -274,6 +281,9 @@ var errNoSASL = errors.New("irc: SASL is configured but the server does not offe
 func (a *Adapter) onConnected(c *girc.Client, e girc.Event) {
 	if a.cfg.SASL != "" && !c.HasCapability("sasl") {
 		a.log.Error(errNoSASL.Error())
+		a.mu.Lock()
+		a.fatal = errNoSASL
+		a.mu.Unlock()
 		c.Close()
 		return
 	}

@@ -197,10 +197,13 @@ func (c *ii) stop() {
 
 // ircConfig is a shipbot config on ngircd where people are known by hostmask (ngircd
 // gives no accounts).
-func ircConfig(dataDir string, port int) string {
+func ircConfig(dataDir string, port int) string { return ircConfigPaced(dataDir, port, 20) }
+
+// ircConfigPaced sets the bot's send pace (lines per second, and as many in a burst).
+func ircConfigPaced(dataDir string, port int, lps int) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "data_dir: %s\nchannel: %q\nchat: irc\nreminder_interval: 2s\nlog: {format: json, level: debug}\n", dataDir, channel)
-	fmt.Fprintf(&b, "irc:\n  server: 127.0.0.1\n  port: %d\n  nick: shipbot\n  lines_per_second: 20\n  burst: 20\n  reconnect_max: 2s\n", port)
+	fmt.Fprintf(&b, "irc:\n  server: 127.0.0.1\n  port: %d\n  nick: shipbot\n  lines_per_second: %d\n  burst: %d\n  reconnect_max: 2s\n", port, lps, lps)
 	b.WriteString("people:\n")
 	for _, p := range []string{chattest.Alice, chattest.Bob, chattest.Carol, chattest.Dave, chattest.Erin} {
 		fmt.Fprintf(&b, "  - name: %s\n    emails: [%s]\n    irc: {masks: [\"%s!~%s@127.0.0.1\"]}\n", p, chattest.Email(p), p, p)
@@ -217,9 +220,9 @@ type ircHarness struct {
 	art      string
 }
 
-func (h *ircHarness) Mention(p string) string            { return p }
+func (h *ircHarness) Mention(p string) string               { return p }
 func (h *ircHarness) Say(t testing.TB, person, text string) { h.people[person].say(text) }
-func (h *ircHarness) BotLines() []string                  { return h.observer.botLines() }
+func (h *ircHarness) BotLines() []string                    { return h.observer.botLines() }
 func (h *ircHarness) CreateRelease(t testing.TB, version string) {
 	t.Helper()
 	out, err := h.sb.CLI(context.Background(), "release", "create", "--version", version, "--artifact", h.art,

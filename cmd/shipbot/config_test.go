@@ -25,6 +25,32 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 }
 
+func TestExampleIRCConfigLoads(t *testing.T) {
+	c, err := LoadConfig("../../configs/shipbot-irc.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Chat != "irc" || c.IRC.Server != "irc.example.com" || c.IRC.SASL != "plain" || c.IRC.Burst != 4 {
+		t.Errorf("irc example: %+v", c.IRC)
+	}
+	_, err = ParseConfig("x.yaml", []byte(strings.Replace(mustRead(t, "../../configs/shipbot-irc.yaml"), "server: irc.example.com", "sevrer: irc.example.com", 1)))
+	if err == nil || !strings.Contains(err.Error(), `unknown key "sevrer"`) {
+		t.Errorf("misspelt irc key: %v", err)
+	}
+	_, err = ParseConfig("x.yaml", []byte(strings.Replace(mustRead(t, "../../configs/shipbot-irc.yaml"), `channel: "#deploy"`, `channel: "deploy"`, 1)))
+	if err == nil || !strings.Contains(err.Error(), "starts with #") {
+		t.Errorf("irc channel without #: %v", err)
+	}
+}
+
+func mustRead(t *testing.T, p string) string {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
 func TestConfigErrors(t *testing.T) {
 	base := "data_dir: /tmp/x\nchannel: \"#d\"\npeople:\n  - name: alice\n    emails: [a@x]\nroles:\n  release_heads: [alice]\n"
 	cases := []struct {
