@@ -18,13 +18,22 @@ import (
 )
 
 // SchemaVersion is the layout this build writes. Open migrates older files.
-const SchemaVersion = 1
+const SchemaVersion = 2
 
 // migrations[i] moves a store from schema i to i+1. migrations[0] creates the
 // buckets of a new file. Append here; never edit a released migration.
 var migrations = []func(tx *bolt.Tx) error{
 	func(tx *bolt.Tx) error {
 		for _, b := range [][]byte{bucketReleases, bucketReleaseSeq, bucketAudit, bucketMeta} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	},
+	// v2: the fleet's desired state per host, and signed manifests per release.
+	func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketDesired, bucketManifests} {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -38,6 +47,8 @@ var (
 	bucketReleases   = []byte("releases")    // version -> JSON bot.Release
 	bucketReleaseSeq = []byte("release_seq") // big-endian seq -> version
 	bucketAudit      = []byte("audit")       // big-endian seq -> JSON bot.Event
+	bucketDesired    = []byte("desired")   // host -> JSON fleet.Desired
+	bucketManifests  = []byte("manifests") // release -> JSON distributor.Signed
 	keySchema        = []byte("schema")
 	keyLock          = []byte("lock")
 )

@@ -1,33 +1,30 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
 	"github.com/shipbot/shipbot/bot"
 	"github.com/shipbot/shipbot/bot/irc"
+	"github.com/shipbot/shipbot/cmd/internal/cliutil"
 )
 
 // Config is shipbot.yaml. Secrets are never read from it: see the Env* names.
 type Config struct {
-	Listen           string         `yaml:"listen"`
-	DataDir          string         `yaml:"data_dir"`
-	Channel          string         `yaml:"channel"`
-	Chat             string         `yaml:"chat"`
-	ReminderInterval *time.Duration `yaml:"reminder_interval"` // nil: default; 0: off
-	MaxArtifactSize  ByteSize       `yaml:"max_artifact_size"`
-	People           []PersonConfig `yaml:"people"`
-	Roles            RolesConfig    `yaml:"roles"`
-	Log              LogConfig      `yaml:"log"`
+	Listen           string            `yaml:"listen"`
+	DataDir          string            `yaml:"data_dir"`
+	Channel          string            `yaml:"channel"`
+	Chat             string            `yaml:"chat"`
+	ReminderInterval *time.Duration    `yaml:"reminder_interval"` // nil: default; 0: off
+	MaxArtifactSize  cliutil.ByteSize  `yaml:"max_artifact_size"`
+	People           []PersonConfig    `yaml:"people"`
+	Roles            RolesConfig       `yaml:"roles"`
+	Log              cliutil.LogConfig `yaml:"log"`
 	// IRC configures the IRC adapter (chat: irc).
 	IRC *irc.Config `yaml:"irc"`
 }
@@ -51,12 +48,6 @@ type IRCPerson struct {
 type RolesConfig struct {
 	ReleaseHeads []string `yaml:"release_heads"`
 	Admins       []string `yaml:"admins"`
-}
-
-// LogConfig sets the operator log.
-type LogConfig struct {
-	Format string `yaml:"format"` // auto (console on a terminal, else json), console, json
-	Level  string `yaml:"level"`  // debug, info, warn, error
 }
 
 // Environment variables that carry secrets.
@@ -85,34 +76,14 @@ func LoadConfig(path string) (*Config, error) {
 // ParseConfig decodes and validates config data; name is used in errors.
 func ParseConfig(name string, data []byte) (*Config, error) {
 	c := &Config{}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(c); err != nil {
-		return nil, fmt.Errorf("%s: %s", name, yamlError(err))
+	if err := cliutil.DecodeYAML(name, data, c, "configs/shipbot.yaml"); err != nil {
+		return nil, err
 	}
 	c.applyDefaults()
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return c, nil
-}
-
-var unknownField = regexp.MustCompile(`field (\S+) not found in type \S+`)
-
-// yamlError rewrites yaml.v3's messages in the config's terms.
-func yamlError(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs := make([]string, len(te.Errors))
-		for i, m := range te.Errors {
-			msgs[i] = unknownField.ReplaceAllString(m, `unknown key "$1" (check the spelling against configs/shipbot.yaml)`)
-		}
-		return strings.Join(msgs, "; ")
-	}
-	if err.Error() == "EOF" {
-		return "the file is empty"
-	}
-	return err.Error()
 }
 
 func (c *Config) applyDefaults() {
@@ -129,12 +100,7 @@ func (c *Config) applyDefaults() {
 	if c.MaxArtifactSize == 0 {
 		c.MaxArtifactSize = defaultMaxArtifactSize
 	}
-	if c.Log.Format == "" {
-		c.Log.Format = "auto"
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
+	c.Log.ApplyDefaults()
 }
 
 var (
@@ -207,15 +173,8 @@ func (c *Config) Validate() error {
 	if len(c.Roles.ReleaseHeads) == 0 && len(c.Roles.Admins) == 0 {
 		return errors.New("roles.release_heads: name at least one person, or nobody can !ship")
 	}
-	switch c.Log.Format {
-	case "auto", "console", "json":
-	default:
-		return fmt.Errorf("log.format: %q; use auto, console or json", c.Log.Format)
-	}
-	switch c.Log.Level {
-	case "debug", "info", "warn", "error":
-	default:
-		return fmt.Errorf("log.level: %q; use debug, info, warn or error", c.Log.Level)
+	if err := c.Log.Validate(); err != nil {
+		return err
 	}
 	if _, err := c.Directory(); err != nil {
 		return err
@@ -231,44 +190,4 @@ func (c *Config) Directory() (*bot.Directory, error) {
 			IRC: bot.IRCIdentity{Account: p.IRC.Account, Masks: p.IRC.Masks, Nick: p.IRC.Nick}}
 	}
 	return bot.NewDirectory(people, c.Roles.ReleaseHeads, c.Roles.Admins)
-}
-
-// ByteSize is a size in bytes that reads "512MiB", "4GiB", "100MB" or a plain number.
-type ByteSize int64
-
-var sizeUnits = map[string]int64{
-	"": 1, "b": 1,
-	"k": 1 << 10, "kb": 1000, "kib": 1 << 10,
-	"m": 1 << 20, "mb": 1000 * 1000, "mib": 1 << 20,
-	"g": 1 << 30, "gb": 1000 * 1000 * 1000, "gib": 1 << 30,
-	"t": 1 << 40, "tb": 1000 * 1000 * 1000 * 1000, "tib": 1 << 40,
-}
-
-var sizeRe = regexp.MustCompile(`^\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z]*)\s*$`)
-
-// ParseByteSize parses a size such as "4GiB".
-func ParseByteSize(s string) (ByteSize, error) {
-	m := sizeRe.FindStringSubmatch(s)
-	if m == nil {
-		return 0, fmt.Errorf("%q is not a size; write e.g. 512MiB or 4GiB", s)
-	}
-	unit, ok := sizeUnits[strings.ToLower(m[2])]
-	if !ok {
-		return 0, fmt.Errorf("%q: unknown unit %q; use B, KiB, MiB, GiB, TiB (or KB, MB, GB, TB)", s, m[2])
-	}
-	f, err := strconv.ParseFloat(m[1], 64)
-	if err != nil || f*float64(unit) > float64(1<<62) {
-		return 0, fmt.Errorf("%q is out of range", s)
-	}
-	return ByteSize(f * float64(unit)), nil
-}
-
-// UnmarshalYAML implements yaml.Unmarshaler.
-func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
-	v, err := ParseByteSize(n.Value)
-	if err != nil {
-		return fmt.Errorf("line %d: %w", n.Line, err)
-	}
-	*b = v
-	return nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/shipbot/shipbot/bot"
 	"github.com/shipbot/shipbot/bot/console"
 	"github.com/shipbot/shipbot/bot/httpapi"
+	"github.com/shipbot/shipbot/cmd/internal/cliutil"
 )
 
 //go:embed demo.yaml
@@ -64,7 +65,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	remind := time.Duration(float64(3*time.Second) / *speed)
 	cfg.ReminderInterval = &remind
 
-	log, err := newLogger(LogConfig{Format: "console", Level: "warn"}, stderr)
+	log, err := cliutil.NewLogger(cliutil.LogConfig{Format: "console", Level: "warn"}, stderr)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/shipbot/shipbot/bot/console"
 	"github.com/shipbot/shipbot/bot/httpapi"
 	"github.com/shipbot/shipbot/bot/irc"
+	"github.com/shipbot/shipbot/cmd/internal/cliutil"
 	"github.com/shipbot/shipbot/store"
 )
 
@@ -43,7 +44,7 @@ func cmdServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 	if token == "" {
 		return fmt.Errorf("%s is not set: the HTTP API needs a bearer token (e.g. export %s=$(openssl rand -hex 24))", EnvAPIToken, EnvAPIToken)
 	}
-	log, err := newLogger(cfg.Log, stderr)
+	log, err := cliutil.NewLogger(cfg.Log, stderr)
 	if err != nil {
 		return err
 	}
