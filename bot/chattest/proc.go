@@ -23,12 +23,26 @@ var (
 )
 
 // Build compiles a main package of this module (e.g. "./cmd/shipbot", relative to the
-// module root) once per test process and returns the binary's path.
+// module root) with the race detector, once per test process, and returns the
+// binary's path.
 func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	return build(t, pkg, true)
+}
+
+// BuildPlain is Build without the race detector, for helpers whose start-up time
+// matters to a test (the demo service restarted by activate hooks).
+func BuildPlain(t testing.TB, pkg string) string {
+	t.Helper()
+	return build(t, pkg, false)
+}
+
+func build(t testing.TB, pkg string, race bool) string {
 	t.Helper()
 	buildMu.Lock()
 	defer buildMu.Unlock()
-	if p, ok := buildDone[pkg]; ok {
+	id := fmt.Sprintf("%s race=%v", pkg, race)
+	if p, ok := buildDone[id]; ok {
 		return p
 	}
 	if buildDir == "" {
@@ -43,12 +57,19 @@ func Build(t testing.TB, pkg string) string {
 		t.Fatal(err)
 	}
 	out := filepath.Join(buildDir, filepath.Base(pkg))
-	cmd := exec.Command("go", "build", "-race", "-o", out, pkg)
+	args := []string{"build", "-o", out, pkg}
+	if race {
+		args = []string{"build", "-race", "-o", out, pkg}
+	} else {
+		out += "-plain"
+		args[2] = out
+	}
+	cmd := exec.Command("go", args...)
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
 	}
-	buildDone[pkg] = out
+	buildDone[id] = out
 	return out
 }
 
@@ -77,6 +98,8 @@ type Shipbot struct {
 	Token   string
 	URL     string // http://host:port of the API
 	Stdin   io.WriteCloser
+	// Env is added to the process environment (e.g. the fleet token).
+	Env []string
 
 	cmd    *exec.Cmd
 	mu     sync.Mutex
@@ -87,10 +110,10 @@ type Shipbot struct {
 
 // StartShipbot writes config (YAML) into a temp dir and runs `shipbot serve` with the
 // API on a free loopback port. The config's data_dir should be dataDir.
-func StartShipbot(t testing.TB, bin, config, dataDir string) *Shipbot {
+func StartShipbot(t testing.TB, bin, config, dataDir string, env ...string) *Shipbot {
 	t.Helper()
 	dir := t.TempDir()
-	s := &Shipbot{Bin: bin, Config: filepath.Join(dir, "shipbot.yaml"), DataDir: dataDir, Token: "test-token-" + filepath.Base(dir)}
+	s := &Shipbot{Bin: bin, Config: filepath.Join(dir, "shipbot.yaml"), DataDir: dataDir, Token: "test-token-" + filepath.Base(dir), Env: env}
 	if err := os.WriteFile(s.Config, []byte(config), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -103,8 +126,12 @@ func (s *Shipbot) start(t testing.TB) {
 	t.Helper()
 	addrFile := filepath.Join(filepath.Dir(s.Config), "addr")
 	os.Remove(addrFile)
-	s.cmd = exec.Command(s.Bin, "serve", "--config", s.Config, "--listen", "127.0.0.1:0", "--addr-file", addrFile)
-	s.cmd.Env = append(os.Environ(), "SHIPBOT_API_TOKEN="+s.Token)
+	listen := "127.0.0.1:0"
+	if s.URL != "" { // a restart keeps the address the clients know
+		listen = strings.TrimPrefix(s.URL, "http://")
+	}
+	s.cmd = exec.Command(s.Bin, "serve", "--config", s.Config, "--listen", listen, "--addr-file", addrFile)
+	s.cmd.Env = append(append(os.Environ(), "SHIPBOT_API_TOKEN="+s.Token), s.Env...)
 	stdin, err := s.cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -194,7 +221,7 @@ func (s *Shipbot) Stderr() string {
 // output.
 func (s *Shipbot) CLI(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, s.Bin, args...)
-	cmd.Env = append(os.Environ(), "SHIPBOT_API_TOKEN="+s.Token, "SHIPBOT_URL="+s.URL)
+	cmd.Env = append(append(os.Environ(), s.Env...), "SHIPBOT_API_TOKEN="+s.Token, "SHIPBOT_URL="+s.URL)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }

@@ -57,15 +57,15 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *pidFile != "" {
-		if err := os.WriteFile(*pidFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
-			return err
-		}
-	}
 	app := &app{b: b, version: version, codes: map[int]int64{}}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return err
+	}
+	if *pidFile != "" { // written once listening, so a starter can wait for it
+		if err := os.WriteFile(*pidFile, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644); err != nil {
+			return err
+		}
 	}
 	srv := &http.Server{Handler: app.routes(), ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
@@ -74,9 +74,13 @@ func run(ctx context.Context, args []string) error {
 	}
 	fmt.Printf("demoapp %s serving on %s (error rate %.1f%%, latency %.0f ms)\n", version, ln.Addr(), 100*b.ErrorRate, b.LatencyMS)
 	<-ctx.Done()
-	sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	// A restart should be quick: give in-flight requests a moment, then close.
+	sctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	return srv.Shutdown(sctx)
+	if err := srv.Shutdown(sctx); err != nil {
+		srv.Close()
+	}
+	return nil
 }
 
 func readRelease(dir string) (Behaviour, string, error) {

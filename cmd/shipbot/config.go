@@ -25,8 +25,21 @@ type Config struct {
 	People           []PersonConfig    `yaml:"people"`
 	Roles            RolesConfig       `yaml:"roles"`
 	Log              cliutil.LogConfig `yaml:"log"`
+	// PublicURL is how agents reach shipbot (announce and webseed URLs); default
+	// http:// plus the bound listen address.
+	PublicURL string `yaml:"public_url"`
+	// BitTorrentListen is the origin seeder's address; default the listen host, any port.
+	BitTorrentListen string `yaml:"bittorrent_listen"`
+	// Fleet tunes the agent API.
+	Fleet FleetConfig `yaml:"fleet"`
 	// IRC configures the IRC adapter (chat: irc).
 	IRC *irc.Config `yaml:"irc"`
+}
+
+// FleetConfig is the fleet: section.
+type FleetConfig struct {
+	StaleAfter  time.Duration `yaml:"stale_after"`  // a host that has not reported for this long is stale; default 30s
+	ReportEvery time.Duration `yaml:"report_every"` // heartbeat asked of agents; default 5s
 }
 
 // PersonConfig is one entry of people.
@@ -101,6 +114,16 @@ func (c *Config) applyDefaults() {
 		c.MaxArtifactSize = defaultMaxArtifactSize
 	}
 	c.Log.ApplyDefaults()
+	if c.Fleet.StaleAfter == 0 {
+		c.Fleet.StaleAfter = 30 * time.Second
+	}
+	if c.Fleet.ReportEvery == 0 {
+		c.Fleet.ReportEvery = 5 * time.Second
+	}
+	if c.BitTorrentListen == "" {
+		host, _, _ := net.SplitHostPort(c.Listen)
+		c.BitTorrentListen = net.JoinHostPort(host, "0")
+	}
 }
 
 var (
@@ -113,6 +136,15 @@ var (
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	if c.Fleet.ReportEvery >= c.Fleet.StaleAfter {
+		return fmt.Errorf("fleet.report_every (%s) must be shorter than fleet.stale_after (%s)", c.Fleet.ReportEvery, c.Fleet.StaleAfter)
+	}
+	if _, _, err := net.SplitHostPort(c.BitTorrentListen); err != nil {
+		return fmt.Errorf("bittorrent_listen: %q is not host:port", c.BitTorrentListen)
+	}
+	if c.PublicURL != "" && !strings.HasPrefix(c.PublicURL, "http://") && !strings.HasPrefix(c.PublicURL, "https://") {
+		return fmt.Errorf("public_url: %q must start with http:// or https://", c.PublicURL)
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: required (where the store and artifacts live)")

@@ -23,6 +23,9 @@ usage:
   shipbot release create --version V --artifact FILE|URL --commits A..B [--repo DIR]
                                        register a release with a running shipbot
   shipbot release list                 list recent releases
+  shipbot fleet hosts                  the enrolled hosts: rack, staged releases, active release, health
+  shipbot fleet set [--hosts a,b] [--stage r1,r2] [--add-stage r3] [--active r2]
+                                       change hosts' desired state
   shipbot check-config FILE            validate a config; non-zero exit on error
   shipbot keygen [--dir DIR]           write the manifest signing key pair (shipbot.key, shipbot.pub)
   shipbot demo                         a scripted check-in round in this terminal
@@ -30,6 +33,8 @@ usage:
 environment:
   SHIPBOT_API_TOKEN   bearer token of the HTTP API (serve and release need it)
   SHIPBOT_URL         where release commands find shipbot (default http://127.0.0.1:8080)
+  SHIPBOT_FLEET_TOKEN the agents' bearer token; setting it turns the fleet API on
+  SHIPBOT_SIGNING_KEY_FILE  the shipbot.key manifests are signed with
 `
 
 func main() {
@@ -53,6 +58,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return cmdServe(ctx, args[1:], stdin, stdout, stderr)
 	case "release":
 		return cmdRelease(ctx, args[1:], stdout, stderr)
+	case "fleet":
+		return cmdFleet(ctx, args[1:], stdout, stderr)
 	case "check-config":
 		return cmdCheckConfig(args[1:], stdout)
 	case "keygen":

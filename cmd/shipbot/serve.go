@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -21,6 +23,10 @@ import (
 	"github.com/shipbot/shipbot/bot/httpapi"
 	"github.com/shipbot/shipbot/bot/irc"
 	"github.com/shipbot/shipbot/cmd/internal/cliutil"
+	"github.com/shipbot/shipbot/distributor/btclient"
+	"github.com/shipbot/shipbot/distributor/fleet"
+	"github.com/shipbot/shipbot/distributor/seeder"
+	"github.com/shipbot/shipbot/distributor/tracker"
 	"github.com/shipbot/shipbot/store"
 )
 
@@ -84,6 +90,7 @@ type server struct {
 	chat      bot.Adapter
 	ln        net.Listener
 	http      *http.Server
+	push      *push // nil when the fleet API is off
 	// stopWhenChatEnds stops the server when the chat input ends (the scripted demo).
 	stopWhenChatEnds bool
 }
@@ -114,9 +121,70 @@ func openServer(cfg *Config, token string, chat bot.Adapter, clock clockwork.Clo
 	s.bot = bot.New(dir, db, chat, clock, log.Named("bot"))
 	s.bot.ReminderInterval = *cfg.ReminderInterval
 	api := &httpapi.Server{Bot: s.bot, DB: db, Artifacts: s.artifacts, Token: token, Log: log.Named("api")}
-	s.http = &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+	top := http.NewServeMux()
+	top.Handle("/", api.Handler())
+	if os.Getenv(EnvFleetToken) != "" {
+		if err := s.openPush(top, token, clock); err != nil {
+			ln.Close()
+			db.Close()
+			return nil, err
+		}
+	} else {
+		log.Info("fleet API off: set " + EnvFleetToken + " and " + EnvSigningKeyFile + " to push releases to agents")
+	}
+	s.http = &http.Server{Handler: top, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(log.Named("http"))}
 	return s, nil
+}
+
+// openPush starts the seeder, the tracker and the fleet API, and seeds again every
+// release that some host is to hold.
+func (s *server) openPush(mux *http.ServeMux, apiToken string, clock clockwork.Clock) error {
+	key, err := loadSigningKey()
+	if err != nil {
+		return err
+	}
+	base := strings.TrimRight(s.cfg.PublicURL, "/")
+	if base == "" {
+		base = "http://" + s.ln.Addr().String()
+	}
+	p := &push{db: s.db, artifacts: s.artifacts, key: key, baseURL: base, log: s.log.Named("push"),
+		originIP: advertisedIP(s.cfg.BitTorrentListen, base)}
+	p.seeder = &seeder.Seeder{ListenAddr: s.cfg.BitTorrentListen, Log: btclient.Slog(s.log.Named("seeder"))}
+	if err := p.seeder.Open(); err != nil {
+		return err
+	}
+	p.fleet = &fleet.Server{Store: s.db, Publisher: p, Token: os.Getenv(EnvFleetToken), AdminToken: apiToken,
+		StaleAfter: s.cfg.Fleet.StaleAfter, ReportEvery: s.cfg.Fleet.ReportEvery, WebseedBase: base + "/webseed/",
+		Clock: clock, Log: s.log.Named("fleet")}
+	p.tracker = &tracker.Tracker{Registry: p.fleet, Secret: derive(key, "tracker"), Clock: clock, Log: s.log.Named("tracker")}
+	p.fleet.AnnounceURL = func(host string) string { return p.tracker.AnnounceURL(base+"/announce", host) }
+	if err := p.fleet.Open(); err != nil {
+		p.seeder.Close()
+		return err
+	}
+	fh := p.fleet.Handler()
+	mux.Handle("/v1/agents/", fh)
+	mux.Handle("/v1/fleet/", fh)
+	th := p.tracker.Handler()
+	mux.Handle("/announce", th)
+	mux.Handle("/scrape", th)
+	mux.Handle("/webseed/", http.StripPrefix("/webseed", p.seeder.WebseedHandler()))
+	s.push = p
+	// Seed again what hosts are to hold, so a restart does not strand a push.
+	held := map[string]bool{}
+	for _, h := range p.fleet.AllDesired() {
+		for _, r := range h.Stage {
+			held[r] = true
+		}
+	}
+	for r := range held {
+		if _, err := p.Publish(context.Background(), r); err != nil {
+			s.log.Error("could not seed a release that hosts are to hold", zap.String("release", r), zap.Error(err))
+		}
+	}
+	s.log.Info("fleet API on", zap.String("public_url", base), zap.Stringer("origin", netip.AddrPortFrom(p.originIP, p.seeder.Addr().Port())))
+	return nil
 }
 
 // Addr is the API's bound address.
@@ -133,9 +201,16 @@ func (s *server) Run(ctx context.Context) error {
 	})
 	g.Go(func() error {
 		<-ctx.Done()
+		if s.push != nil {
+			s.push.fleet.Close() // answer the long-polls now
+		}
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		return s.http.Shutdown(sctx)
+		if err := s.http.Shutdown(sctx); err != nil {
+			s.log.Warn("http shutdown: closing the connections still open", zap.Error(err))
+			s.http.Close()
+		}
+		return nil
 	})
 	g.Go(func() error { return s.bot.Run(ctx) })
 	g.Go(func() error {
@@ -156,8 +231,13 @@ func (s *server) Run(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the store.
-func (s *server) Close() error { return s.db.Close() }
+// Close stops seeding and releases the store.
+func (s *server) Close() error {
+	if s.push != nil {
+		s.push.seeder.Close()
+	}
+	return s.db.Close()
+}
 
 // writeFileAtomic writes via a temp file and rename, so readers never see half a file.
 func writeFileAtomic(path string, data []byte) error {

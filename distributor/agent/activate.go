@@ -7,7 +7,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -210,15 +209,26 @@ func runHook(ctx context.Context, hook []string, timeout time.Duration, releaseD
 	cmd := exec.CommandContext(ctx, hook[0], hook[1:]...)
 	cmd.Dir = releaseDir
 	cmd.Env = append(os.Environ(), "SHIPBOT_VERSION="+version, "SHIPBOT_RELEASE_DIR="+releaseDir)
-	cmd.WaitDelay = time.Second // do not wait for children that keep the pipes open
-	out, err := cmd.CombinedOutput()
+	// Output goes to a file, not a pipe: a service the hook starts in the background
+	// may keep its descriptors, and a pipe would hold us until it exits.
+	outf, err := os.CreateTemp("", "shipagent-hook-")
+	if err != nil {
+		return "", fmt.Errorf("activate hook: %w", err)
+	}
+	defer os.Remove(outf.Name())
+	defer outf.Close()
+	cmd.Stdout, cmd.Stderr = outf, outf
+	err = cmd.Run()
+	outf.Seek(0, 0)
+	b, _ := io.ReadAll(io.LimitReader(outf, 64<<10))
+	out := string(b)
 	if ctx.Err() == context.DeadlineExceeded {
-		return string(out), fmt.Errorf("activate hook timed out after %s", timeout)
+		return out, fmt.Errorf("activate hook timed out after %s", timeout)
 	}
-	if err != nil && !errors.Is(err, exec.ErrWaitDelay) {
-		return string(out), fmt.Errorf("activate hook failed: %v: %s", err, lastLine(string(out)))
+	if err != nil {
+		return out, fmt.Errorf("activate hook failed: %v: %s", err, lastLine(out))
 	}
-	return string(out), nil
+	return out, nil
 }
 
 func lastLine(s string) string {

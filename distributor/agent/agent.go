@@ -556,8 +556,15 @@ func (a *Agent) reportLoop(ctx context.Context) {
 		if every <= 0 {
 			every = 5 * time.Second
 		}
-		if key == "" || (!changed && time.Since(last) < every) || time.Since(last) < time.Second {
+		if key == "" || (!changed && time.Since(last) < every) {
 			continue
+		}
+		if wait := time.Second - time.Since(last); wait > 0 { // at most one report a second
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(wait):
+			}
 		}
 		a.mu.Lock()
 		rep := fleet.StatusReport{Staged: map[string]fleet.StageStatus{}, Active: a.active, Previous: a.previous, Health: a.health, Error: a.lastErr}
@@ -610,7 +617,7 @@ func (a *Agent) probe(ctx context.Context) {
 	h := &fleet.Health{OK: true, Detail: "ok"}
 	if hc.URL != "" {
 		req, _ := http.NewRequestWithContext(ctx, "GET", hc.URL, nil)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := probeClient.Do(req)
 		switch {
 		case err != nil:
 			h.OK, h.Detail = false, err.Error()
@@ -633,6 +640,10 @@ func (a *Agent) probe(ctx context.Context) {
 		a.markDirty()
 	}
 }
+
+// probeClient opens a fresh connection per probe, so no idle connection of ours
+// holds the service up when it restarts.
+var probeClient = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
 
 // Status returns what the agent would report, for its own /healthz and /metrics.
 func (a *Agent) Status() (fleet.StatusReport, bool) {

@@ -64,6 +64,7 @@ type Server struct {
 	desired map[string]Desired
 	gen     uint64
 	notify  map[string]chan struct{}
+	closing chan struct{}
 }
 
 // MaxWait bounds a long-poll.
@@ -92,10 +93,23 @@ func (s *Server) Open() error {
 		return fmt.Errorf("fleet: load desired state: %w", err)
 	}
 	s.desired, s.hosts, s.notify = d, map[string]*HostState{}, map[string]chan struct{}{}
+	s.closing = make(chan struct{})
 	for _, x := range d {
 		s.gen = max(s.gen, x.Generation)
 	}
 	return nil
+}
+
+// Close ends every waiting long-poll (agents poll again, elsewhere or later), so an
+// HTTP shutdown does not wait for them.
+func (s *Server) Close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	select {
+	case <-s.closing:
+	default:
+		close(s.closing)
+	}
 }
 
 func (s *Server) hostKey(host, instance string) string {
@@ -137,6 +151,17 @@ func (s *Server) snapshot(h *HostState) HostState {
 	}
 	c.Desired = s.desired[h.Host.Name]
 	return c
+}
+
+// AllDesired returns every host's desired state.
+func (s *Server) AllDesired() map[string]Desired {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]Desired, len(s.desired))
+	for h, d := range s.desired {
+		out[h] = d
+	}
+	return out
 }
 
 // Desired returns a host's desired state.
@@ -357,6 +382,7 @@ func (s *Server) desiredPoll(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-ch:
 		case <-t.Chan():
+		case <-s.closing:
 		case <-r.Context().Done():
 			t.Stop()
 			return
