@@ -47,8 +47,8 @@ var (
 	bucketReleases   = []byte("releases")    // version -> JSON bot.Release
 	bucketReleaseSeq = []byte("release_seq") // big-endian seq -> version
 	bucketAudit      = []byte("audit")       // big-endian seq -> JSON bot.Event
-	bucketDesired    = []byte("desired")   // host -> JSON fleet.Desired
-	bucketManifests  = []byte("manifests") // release -> JSON distributor.Signed
+	bucketDesired    = []byte("desired")     // host -> JSON fleet.Desired
+	bucketManifests  = []byte("manifests")   // release -> JSON distributor.Signed
 	keySchema        = []byte("schema")
 	keyLock          = []byte("lock")
 )
