@@ -101,6 +101,12 @@ func tail(s string, n int) string {
 // release registers a release whose artifact is a tar.gz holding demoapp, its
 // behaviour.json and VERSION.
 func (e *fleetEnv) release(version string, behaviour string) {
+	e.t.Helper()
+	e.releaseWith(version, behaviour, nil)
+}
+
+// releaseWith adds extra files to the artifact.
+func (e *fleetEnv) releaseWith(version string, behaviour string, extra map[string][]byte) {
 	t := e.t
 	t.Helper()
 	p := filepath.Join(t.TempDir(), "app.tar.gz")
@@ -118,6 +124,9 @@ func (e *fleetEnv) release(version string, behaviour string) {
 	add("bin/demoapp", 0o755, bin)
 	add("behaviour.json", 0o644, []byte(behaviour))
 	add("VERSION", 0o644, []byte(version+"\n"))
+	for name, data := range extra {
+		add(name, 0o644, data)
+	}
 	tw.Close()
 	zw.Close()
 	f.Close()

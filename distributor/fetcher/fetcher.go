@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	generics "github.com/anacrolix/generics"
@@ -182,6 +183,9 @@ func (f *Fetcher) Fetch(ctx context.Context, m *distributor.Manifest, src Source
 	if err := os.MkdirAll(f.dir(m), 0o755); err != nil {
 		return "", fmt.Errorf("fetch %s: %w", m.Release, err)
 	}
+	if err := f.reserve(m); err != nil {
+		return "", err
+	}
 	t, err := f.add(m, src)
 	if err != nil {
 		return "", err
@@ -193,6 +197,15 @@ func (f *Fetcher) Fetch(ctx context.Context, m *distributor.Manifest, src Source
 		}
 		return f.Path(m), nil
 	}
+	// A write error (a full disk, a read-only directory) ends the fetch with that
+	// error rather than leaving it stalled.
+	writeErr := make(chan error, 1)
+	t.SetOnWriteChunkError(func(err error) {
+		select {
+		case writeErr <- err:
+		default:
+		}
+	})
 	t.DownloadAll()
 	tick := time.NewTicker(f.ProgressEvery)
 	defer tick.Stop()
@@ -202,6 +215,12 @@ func (f *Fetcher) Fetch(ctx context.Context, m *distributor.Manifest, src Source
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
+		case err := <-writeErr:
+			f.mu.Lock()
+			delete(f.held, m.Release)
+			f.mu.Unlock()
+			t.Drop()
+			return "", fmt.Errorf("fetch %s: writing to disk: %w", m.Release, err)
 		case <-t.Complete().On():
 			done = true
 		case now := <-tick.C:
@@ -237,6 +256,28 @@ func (f *Fetcher) Fetch(ctx context.Context, m *distributor.Manifest, src Source
 		progress(p)
 	}
 	return f.Path(m), nil
+}
+
+// reserve makes sure the artifact's full size is allocated on disk.
+func (f *Fetcher) reserve(m *distributor.Manifest) error {
+	p := f.Path(m)
+	if st, err := os.Stat(p); err == nil && st.Size() == m.Size && f.Verified(m) {
+		return nil
+	}
+	fh, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("fetch %s: %w", m.Release, err)
+	}
+	defer fh.Close()
+	if err := preallocate(fh, m.Size); err != nil {
+		var free string
+		var st syscall.Statfs_t
+		if syscall.Statfs(filepath.Dir(p), &st) == nil {
+			free = fmt.Sprintf(" (%d bytes free, %d needed)", int64(st.Bavail)*int64(st.Bsize), m.Size)
+		}
+		return fmt.Errorf("fetch %s: reserve disk space: %w%s", m.Release, err, free)
+	}
+	return nil
 }
 
 // add registers the torrent with the client (idempotent) so it downloads and seeds.
