@@ -4,7 +4,7 @@ BIN      := bin
 # Debian packages the tests drive for real: <command>:<package>.
 TEST_TOOLS := git:git ngircd:ngircd ii:ii aria2c:aria2 mktorrent:mktorrent opentracker:opentracker
 
-.PHONY: all build test demo deps lint clean bench-push bench-irc
+.PHONY: all build test demo deps lint clean bench-push bench-irc bench-fleet
 
 all: build
 
@@ -34,6 +34,11 @@ deps:
 bench-push: deps
 	$(GO) build -o $(BIN)/benchpush ./cmd/benchpush
 	$(BIN)/benchpush $(BENCH_FLAGS)
+
+## bench-fleet: desired-state latency, CPU and RSS of shipbot with 1k and 10k simulated agents.
+bench-fleet:
+	$(GO) build -o $(BIN)/ ./cmd/shipbot ./cmd/benchfleet
+	$(BIN)/benchfleet --shipbot $(BIN)/shipbot $(BENCH_FLAGS)
 
 ## bench-irc: latency of !ready to the bot's answer through a real ngircd.
 bench-irc: deps

@@ -65,6 +65,9 @@ type Server struct {
 	gen     uint64
 	notify  map[string]chan struct{}
 	closing chan struct{}
+	// answers caches encoded desired-state answers: most hosts share one desired
+	// state, and 10k agents asking at once should not mean 10k encodings.
+	answers map[string][]byte
 }
 
 // MaxWait bounds a long-poll.
@@ -94,6 +97,7 @@ func (s *Server) Open() error {
 	}
 	s.desired, s.hosts, s.notify = d, map[string]*HostState{}, map[string]chan struct{}{}
 	s.closing = make(chan struct{})
+	s.answers = map[string][]byte{}
 	for _, x := range d {
 		s.gen = max(s.gen, x.Generation)
 	}
@@ -216,6 +220,7 @@ func (s *Server) SetDesired(ctx context.Context, hosts []string, fn func(host st
 		s.gen--
 		return fmt.Errorf("save desired state: %w", err)
 	}
+	s.answers = map[string][]byte{}
 	for h, d := range next {
 		s.desired[h] = d
 		if ch := s.notify[h]; ch != nil {
@@ -392,17 +397,41 @@ func (s *Server) desiredPoll(w http.ResponseWriter, r *http.Request) {
 		d = s.desired[host]
 		s.mu.Unlock()
 	}
+	b, err := s.answer(d)
+	if err != nil {
+		s.Log.Error("fleet: cannot answer a desired-state poll", zap.String("host", host), zap.Error(err))
+		fail(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(b)
+}
+
+// answer encodes a desired state with its manifests, once per distinct state.
+func (s *Server) answer(d Desired) ([]byte, error) {
+	key := fmt.Sprintf("%d|%s|%s", d.Generation, d.Active, strings.Join(d.Stage, ","))
+	s.mu.Lock()
+	b, ok := s.answers[key]
+	s.mu.Unlock()
+	if ok {
+		return b, nil
+	}
 	resp := DesiredResponse{Generation: d.Generation, Active: d.Active, Stage: []distributor.Signed{}}
 	for _, rel := range d.Stage {
 		m, err := s.Store.Manifest(rel)
 		if err != nil || m == nil {
-			s.Log.Error("fleet: no manifest for a staged release", zap.String("release", rel), zap.Error(err))
-			fail(w, http.StatusInternalServerError, "no manifest for release %s", rel)
-			return
+			return nil, fmt.Errorf("no manifest for release %s: %v", rel, err)
 		}
 		resp.Stage = append(resp.Stage, *m)
 	}
-	writeJSON(w, http.StatusOK, resp)
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.answers[key] = b
+	s.mu.Unlock()
+	return b, nil
 }
 
 // touch marks a host as seen. Called with mu held.
