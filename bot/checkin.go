@@ -195,6 +195,16 @@ func (b *Bot) cmdShip(c *call) error {
 		c.refuse("!ship refused: no release is waiting to ship")
 		return nil
 	}
+	open, err := c.tx.OpenReleases()
+	if err != nil {
+		return err
+	}
+	for _, o := range open {
+		if o.State == StateShipping {
+			c.refuse("!ship refused: %s is still rolling out; one rollout at a time, so %s waits in check-in", o.Version, rels[0].Version)
+			return nil
+		}
+	}
 	r := rels[0]
 	c.release = r.Version
 	if r.State != StateCheckin {

@@ -18,7 +18,7 @@ import (
 )
 
 // SchemaVersion is the layout this build writes. Open migrates older files.
-const SchemaVersion = 2
+const SchemaVersion = 3
 
 // migrations[i] moves a store from schema i to i+1. migrations[0] creates the
 // buckets of a new file. Append here; never edit a released migration.
@@ -40,6 +40,11 @@ var migrations = []func(tx *bolt.Tx) error{
 		}
 		return nil
 	},
+	// v3: rollouts.
+	func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(bucketRollouts)
+		return err
+	},
 }
 
 var (
@@ -49,6 +54,7 @@ var (
 	bucketAudit      = []byte("audit")       // big-endian seq -> JSON bot.Event
 	bucketDesired    = []byte("desired")     // host -> JSON fleet.Desired
 	bucketManifests  = []byte("manifests")   // release -> JSON distributor.Signed
+	bucketRollouts   = []byte("rollouts")    // release -> JSON rollout.State
 	keySchema        = []byte("schema")
 	keyLock          = []byte("lock")
 )

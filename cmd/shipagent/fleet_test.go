@@ -71,7 +71,10 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func newFleetEnv(t *testing.T) *fleetEnv {
+func newFleetEnv(t *testing.T) *fleetEnv { return newFleetEnvWith(t, "") }
+
+// newFleetEnvWith adds extra to shipbot's config.
+func newFleetEnvWith(t *testing.T, extra string) *fleetEnv {
 	e := &fleetEnv{t: t, shipbot: chattest.Build(t, "./cmd/shipbot"), agentBin: chattest.Build(t, "./cmd/shipagent"),
 		demoapp: chattest.BuildPlain(t, "./cmd/demoapp"), token: "fleet-secret-token", agents: map[string]*agentProc{}}
 	keys := t.TempDir()
@@ -82,7 +85,7 @@ func newFleetEnv(t *testing.T) *fleetEnv {
 	e.pub = strings.TrimSpace(string(pub))
 	data := t.TempDir()
 	cfg := fmt.Sprintf("data_dir: %s\nchannel: \"#deploy\"\nchat: console\nlog: {format: json, level: info}\n"+
-		"fleet: {stale_after: 6s, report_every: 1s}\npeople:\n  - name: dave\n    emails: [dave@example.com]\nroles: {release_heads: [dave]}\n", data)
+		"fleet: {stale_after: 6s, report_every: 1s}\npeople:\n  - name: dave\n    emails: [dave@example.com]\nroles: {release_heads: [dave]}\n%s", data, extra)
 	e.sb = chattest.StartShipbot(t, e.shipbot, cfg, data,
 		"SHIPBOT_FLEET_TOKEN="+e.token, "SHIPBOT_SIGNING_KEY_FILE="+filepath.Join(keys, "shipbot.key"))
 	t.Cleanup(func() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/shipbot/shipbot/bot"
 	"github.com/shipbot/shipbot/bot/irc"
+	"github.com/shipbot/shipbot/bot/rollout"
 	"github.com/shipbot/shipbot/cmd/internal/cliutil"
 )
 
@@ -32,6 +33,8 @@ type Config struct {
 	BitTorrentListen string `yaml:"bittorrent_listen"`
 	// Fleet tunes the agent API.
 	Fleet FleetConfig `yaml:"fleet"`
+	// Rollout sets the tiers and limits of the rollout engine.
+	Rollout RolloutConfig `yaml:"rollout"`
 	// IRC configures the IRC adapter (chat: irc).
 	IRC *irc.Config `yaml:"irc"`
 }
@@ -40,6 +43,78 @@ type Config struct {
 type FleetConfig struct {
 	StaleAfter  time.Duration `yaml:"stale_after"`  // a host that has not reported for this long is stale; default 30s
 	ReportEvery time.Duration `yaml:"report_every"` // heartbeat asked of agents; default 5s
+}
+
+// RolloutConfig is the rollout: section.
+type RolloutConfig struct {
+	Tiers            []TierConfig  `yaml:"tiers"`
+	StageTimeout     time.Duration `yaml:"stage_timeout"`      // default 30m
+	MaxStageFailures float64       `yaml:"max_stage_failures"` // share of hosts; default 0.05
+	SwitchTimeout    time.Duration `yaml:"switch_timeout"`     // default 5m
+	Tick             time.Duration `yaml:"tick"`               // how often the engine looks; default 1s
+}
+
+// TierConfig is one tier.
+type TierConfig struct {
+	Name         string        `yaml:"name"`
+	Hosts        string        `yaml:"hosts"` // a count ("2") or a share ("10%"), counted from the start
+	Bake         time.Duration `yaml:"bake"`
+	MaxUnhealthy float64       `yaml:"max_unhealthy"` // share of the activated hosts
+}
+
+var defaultTiers = []TierConfig{
+	{Name: "a2", Hosts: "2", Bake: 5 * time.Minute},
+	{Name: "10%", Hosts: "10%", Bake: 5 * time.Minute, MaxUnhealthy: 0.1},
+	{Name: "50%", Hosts: "50%", Bake: 5 * time.Minute, MaxUnhealthy: 0.1},
+	{Name: "100%", Hosts: "100%", MaxUnhealthy: 0.1},
+}
+
+func (r *RolloutConfig) applyDefaults() {
+	if len(r.Tiers) == 0 {
+		r.Tiers = defaultTiers
+	}
+	if r.StageTimeout == 0 {
+		r.StageTimeout = 30 * time.Minute
+	}
+	if r.MaxStageFailures == 0 {
+		r.MaxStageFailures = 0.05
+	}
+	if r.SwitchTimeout == 0 {
+		r.SwitchTimeout = 5 * time.Minute
+	}
+	if r.Tick == 0 {
+		r.Tick = time.Second
+	}
+}
+
+func (r *RolloutConfig) validate() error {
+	for i, t := range r.Tiers {
+		if t.Name == "" {
+			return fmt.Errorf("rollout.tiers[%d].name: required", i)
+		}
+		if _, err := rollout.TierSize(t.Hosts, 100); err != nil {
+			return fmt.Errorf("rollout.tiers[%d].hosts: %w", i, err)
+		}
+		if t.Bake < 0 || t.MaxUnhealthy < 0 || t.MaxUnhealthy > 1 {
+			return fmt.Errorf("rollout.tiers[%d]: bake must be positive and max_unhealthy between 0 and 1", i)
+		}
+	}
+	if last := r.Tiers[len(r.Tiers)-1].Hosts; last != "100%" {
+		return fmt.Errorf("rollout.tiers: the last tier must be 100%% of the hosts, not %q", last)
+	}
+	if r.MaxStageFailures < 0 || r.MaxStageFailures >= 1 {
+		return errors.New("rollout.max_stage_failures: a share from 0 to below 1")
+	}
+	return nil
+}
+
+// Engine config for the rollout engine.
+func (r *RolloutConfig) engine() rollout.Config {
+	c := rollout.Config{StageTimeout: r.StageTimeout, MaxStageFailures: r.MaxStageFailures, SwitchTimeout: r.SwitchTimeout}
+	for _, t := range r.Tiers {
+		c.Tiers = append(c.Tiers, rollout.Tier{Name: t.Name, Size: t.Hosts, Bake: t.Bake, MaxUnhealthy: t.MaxUnhealthy})
+	}
+	return c
 }
 
 // PersonConfig is one entry of people.
@@ -114,6 +189,7 @@ func (c *Config) applyDefaults() {
 		c.MaxArtifactSize = defaultMaxArtifactSize
 	}
 	c.Log.ApplyDefaults()
+	c.Rollout.applyDefaults()
 	if c.Fleet.StaleAfter == 0 {
 		c.Fleet.StaleAfter = 30 * time.Second
 	}
@@ -136,6 +212,9 @@ var (
 func (c *Config) Validate() error {
 	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
 		return fmt.Errorf("listen: %q is not host:port", c.Listen)
+	}
+	if err := c.Rollout.validate(); err != nil {
+		return err
 	}
 	if c.Fleet.ReportEvery >= c.Fleet.StaleAfter {
 		return fmt.Errorf("fleet.report_every (%s) must be shorter than fleet.stale_after (%s)", c.Fleet.ReportEvery, c.Fleet.StaleAfter)

@@ -22,6 +22,7 @@ import (
 	"github.com/shipbot/shipbot/bot/console"
 	"github.com/shipbot/shipbot/bot/httpapi"
 	"github.com/shipbot/shipbot/bot/irc"
+	"github.com/shipbot/shipbot/bot/rollout"
 	"github.com/shipbot/shipbot/cmd/internal/cliutil"
 	"github.com/shipbot/shipbot/distributor/btclient"
 	"github.com/shipbot/shipbot/distributor/fleet"
@@ -90,7 +91,8 @@ type server struct {
 	chat      bot.Adapter
 	ln        net.Listener
 	http      *http.Server
-	push      *push // nil when the fleet API is off
+	push      *push     // nil when the fleet API is off
+	rollouts  *rollouts // nil when the fleet API is off
 	// stopWhenChatEnds stops the server when the chat input ends (the scripted demo).
 	stopWhenChatEnds bool
 }
@@ -171,6 +173,10 @@ func (s *server) openPush(mux *http.ServeMux, apiToken string, clock clockwork.C
 	mux.Handle("/scrape", th)
 	mux.Handle("/webseed/", http.StripPrefix("/webseed", p.seeder.WebseedHandler()))
 	s.push = p
+	s.rollouts = &rollouts{db: s.db, bot: s.bot, clock: clock, log: s.log.Named("rollout"), tick: s.cfg.Rollout.Tick,
+		eng: &rollout.Engine{Config: s.cfg.Rollout.engine(), Fleet: fleetView{p.fleet}, Store: s.db, Say: s.bot.Say,
+			Clock: clock, Log: s.log.Named("rollout")}}
+	s.bot.OnShip = s.rollouts.onShip
 	// Seed again what hosts are to hold, so a restart does not strand a push.
 	held := map[string]bool{}
 	for _, h := range p.fleet.AllDesired() {
@@ -213,6 +219,9 @@ func (s *server) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return s.bot.Run(ctx) })
+	if s.rollouts != nil {
+		g.Go(func() error { return s.rollouts.Run(ctx) })
+	}
 	g.Go(func() error {
 		if err := s.chat.Run(ctx, s.bot); err != nil {
 			return fmt.Errorf("chat: %w", err)

@@ -187,12 +187,18 @@ func (s *Server) SetDesired(ctx context.Context, hosts []string, fn func(host st
 	}
 	next := map[string]Desired{}
 	for _, h := range hosts {
-		d := s.desired[h]
+		old := s.desired[h]
+		d := old
 		d.Stage = append([]string(nil), d.Stage...)
 		fn(h, &d)
-		next[h] = d
+		if d.Active != old.Active || strings.Join(d.Stage, ",") != strings.Join(old.Stage, ",") {
+			next[h] = d // hosts whose state does not change are not woken
+		}
 	}
 	s.mu.Unlock()
+	if len(next) == 0 {
+		return nil
+	}
 
 	need := map[string]bool{}
 	for _, d := range next {

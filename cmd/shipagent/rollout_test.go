@@ -1,0 +1,83 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shipbot/shipbot/distributor/fleet"
+)
+
+// TestShipRollsOut: !ship in the channel starts the rollout engine; a good release
+// goes through the tiers to every host, a bad one (demoapp failing its health check)
+// fails the canary tier and every host ends on the previous release.
+func TestShipRollsOut(t *testing.T) {
+	e := newFleetEnvWith(t, `rollout:
+  tick: 200ms
+  switch_timeout: 30s
+  tiers:
+    - {name: a2, hosts: "1", bake: 2s}
+    - {name: 100%, hosts: "100%", bake: 1s}
+`)
+	e.release("r0", `{}`)
+	for i := 0; i < 4; i++ {
+		e.startAgent(fmt.Sprintf("host%d", i), fmt.Sprintf("rack%d", i%2), "")
+	}
+	e.waitFor("4 hosts enrol", 30*time.Second, func(hs map[string]fleet.HostState) bool { return len(hs) == 4 })
+	e.set("--stage", "r0", "--active", "r0")
+	allOn := func(v string) func(map[string]fleet.HostState) bool {
+		return func(hs map[string]fleet.HostState) bool {
+			for _, h := range hs {
+				if !healthyOn(h, v) {
+					return false
+				}
+			}
+			return len(hs) == 4
+		}
+	}
+	e.waitFor("every host on r0", 60*time.Second, allOn("r0"))
+	// r0 was registered and is in check-in; drop it so !ship takes the next one.
+	say := func(line string) {
+		if _, err := fmt.Fprintln(e.sb.Stdin, line); err != nil {
+			t.Fatal(err)
+		}
+	}
+	say("dave: !cancel r0")
+
+	e.release("v2", `{}`)
+	say("dave: !ship")
+	e.waitChannel("v2 is done on all 4 hosts", 90*time.Second)
+	e.waitFor("every host on v2", 30*time.Second, allOn("v2"))
+
+	e.release("v3", `{"healthy": false}`)
+	say("dave: !ship")
+	line := e.waitChannel("ROLLBACK v3", 90*time.Second)
+	if !strings.Contains(line, "tier a2 unhealthy: 1 of 1") {
+		t.Errorf("rollback line: %q", line)
+	}
+	e.waitChannel("v3 rolled back", 60*time.Second)
+	e.waitFor("every host back on v2", 30*time.Second, allOn("v2"))
+	t.Logf("channel:\n%s", strings.Join(e.sb.Lines(), "\n"))
+	out, err := e.sb.CLI(t.Context(), "release", "list")
+	if err != nil || !strings.Contains(out, "v3           rolled_back") || !strings.Contains(out, "v2           done") {
+		t.Errorf("release list after the rollouts:\n%s %v", out, err)
+	}
+}
+
+// waitChannel waits for a line of the channel (shipbot's console) containing sub.
+func (e *fleetEnv) waitChannel(sub string, d time.Duration) string {
+	e.t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		for _, l := range e.sb.Lines() {
+			if strings.Contains(l, sub) {
+				return l
+			}
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("the channel never said %q:\n%s", sub, strings.Join(e.sb.Lines(), "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
+
+	"github.com/shipbot/shipbot/bot"
+	"github.com/shipbot/shipbot/bot/rollout"
+	"github.com/shipbot/shipbot/distributor/fleet"
+	"github.com/shipbot/shipbot/store"
+)
+
+// fleetView adapts the fleet API's registry and desired state to the engine.
+type fleetView struct{ f *fleet.Server }
+
+var _ rollout.Fleet = fleetView{}
+
+func (v fleetView) Hosts(release string) []rollout.HostView {
+	var out []rollout.HostView
+	for _, h := range v.f.Hosts() {
+		st := h.Staged[release]
+		hv := rollout.HostView{Name: h.Host.Name, Staged: st.Done, StageFailed: st.Error, Active: h.Active, Stale: h.Stale}
+		if h.Health != nil {
+			ok := h.Health.OK
+			hv.Healthy = &ok
+		}
+		out = append(out, hv)
+	}
+	return out
+}
+
+func (v fleetView) Stage(ctx context.Context, hosts []string, release string) error {
+	return v.f.SetDesired(ctx, hosts, func(_ string, d *fleet.Desired) {
+		if !contains(d.Stage, release) {
+			d.Stage = append(d.Stage, release)
+		}
+	})
+}
+
+func (v fleetView) Activate(ctx context.Context, hosts []string, release string) error {
+	return v.f.SetDesired(ctx, hosts, func(_ string, d *fleet.Desired) {
+		if !contains(d.Stage, release) {
+			d.Stage = append(d.Stage, release)
+		}
+		d.Active = release
+	})
+}
+
+func contains(xs []string, x string) bool {
+	for _, y := range xs {
+		if y == x {
+			return true
+		}
+	}
+	return false
+}
+
+// rollouts runs the engine: one rollout at a time, stepped every Tick, resumed after
+// a restart.
+type rollouts struct {
+	eng   *rollout.Engine
+	db    *store.DB
+	bot   *bot.Bot
+	clock clockwork.Clock
+	log   *zap.Logger
+	tick  time.Duration
+
+	mu  sync.Mutex
+	cur *rollout.State
+}
+
+// onShip starts the rollout of a release that !ship accepted.
+func (r *rollouts) onShip(ctx context.Context, rel *bot.Release) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s, err := r.eng.Start(ctx, r.cur, rel.Version)
+	if err != nil {
+		r.log.Error("rollout did not start", zap.String("release", rel.Version), zap.Error(err))
+		r.bot.Say(ctx, bot.Post{Text: fmt.Sprintf("%s: the rollout did not start: %v", rel.Version, err), Priority: bot.PriorityUrgent})
+		if s == nil {
+			return
+		}
+	}
+	r.cur = s
+}
+
+// Run resumes a rollout left by an earlier run, then steps until ctx is done.
+func (r *rollouts) Run(ctx context.Context) error {
+	cur, err := r.db.ActiveRollout()
+	if err != nil {
+		return fmt.Errorf("load rollout: %w", err)
+	}
+	if cur != nil {
+		r.mu.Lock()
+		r.cur = cur
+		r.mu.Unlock()
+		r.bot.Say(ctx, bot.Post{Text: fmt.Sprintf("shipbot restarted: resuming the rollout of %s (%s, tier %d, %d of %d hosts activated)",
+			cur.Release, cur.Phase, cur.Tier, len(cur.Activated), len(cur.Hosts)), Priority: bot.PriorityNormal})
+		if err := r.eng.Resume(ctx, cur); err != nil {
+			r.log.Error("resume rollout", zap.Error(err))
+		}
+	}
+	t := r.clock.NewTicker(r.tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.Chan():
+		}
+		r.mu.Lock()
+		if r.cur != nil && !r.cur.Phase.Terminal() {
+			if err := r.eng.Step(ctx, r.cur); err != nil && ctx.Err() == nil {
+				r.log.Error("rollout step", zap.String("release", r.cur.Release), zap.Error(err))
+			}
+		}
+		r.mu.Unlock()
+	}
+}
