@@ -235,6 +235,56 @@ func (b *Bot) cmdShip(c *call) error {
 	return nil
 }
 
+// cmdRollout checks who may act inside the transaction, and acts on the engine
+// after it commits (the engine saves its own state).
+func (b *Bot) cmdRollout(c *call) error {
+	rel, ok := b.Rollouts.Running()
+	if !ok {
+		c.refuse("no rollout is running")
+		return nil
+	}
+	c.release = rel
+	if c.cmd.Name == "rollback" && !b.Dir.Can(c.person.Name, RoleHead) {
+		r, err := c.tx.Release(rel)
+		if err != nil {
+			return err
+		}
+		if r.Committer(c.person.Name) == nil {
+			c.refuse("!rollback is for release heads and the committers of %s (%s)", rel, strings.Join(names(r), ", "))
+			return nil
+		}
+	}
+	who, name, reason := c.person.Name, c.cmd.Name, c.cmd.Reason
+	c.after = append(c.after, func(ctx context.Context) {
+		var line string
+		var err error
+		switch name {
+		case "pause":
+			line, err = b.Rollouts.Pause(ctx, who)
+		case "resume":
+			line, err = b.Rollouts.Resume(ctx, who)
+		case "promote":
+			line, err = b.Rollouts.Promote(ctx, who)
+		case "abort":
+			line, err = b.Rollouts.Rollback(ctx, who, "aborted by "+who+orEmpty(": ", reason))
+		case "rollback":
+			line, err = b.Rollouts.Rollback(ctx, who, "rolled back by "+who+orEmpty(": ", reason))
+		}
+		if err != nil {
+			line = fmt.Sprintf("!%s: %v", name, err)
+		}
+		b.Say(ctx, Post{Text: line, Priority: PriorityNormal})
+	})
+	return nil
+}
+
+func orEmpty(prefix, s string) string {
+	if s == "" {
+		return ""
+	}
+	return prefix + s
+}
+
 func (b *Bot) cmdCancel(c *call) error {
 	rels, err := c.releasesFor(StateCheckin)
 	if err != nil || c.refused {

@@ -26,6 +26,9 @@ type Bot struct {
 	// OnShip runs after a !ship has committed. The rollout engine hooks in here.
 	OnShip func(ctx context.Context, r *Release)
 
+	// Rollouts, when set, enables !pause, !resume, !promote, !abort and !rollback.
+	Rollouts RolloutControl
+
 	commands []*command
 	byName   map[string]*command
 }
@@ -82,6 +85,41 @@ func New(dir *Directory, st Store, chat Chat, clock clockwork.Clock, log *zap.Lo
 	b.register(&command{name: "unlock", usage: "!unlock", help: "lift the lock", role: RoleHead, run: (*Bot).cmdUnlock})
 	b.register(&command{name: "history", usage: "!history", help: "show the last releases with outcome, head and times", run: (*Bot).cmdHistory})
 	return b
+}
+
+// RolloutControl is what the rollout commands need from the engine. Each call
+// answers with a line for the channel.
+type RolloutControl interface {
+	// Running returns the release being rolled out, if any.
+	Running() (string, bool)
+	Pause(ctx context.Context, by string) (string, error)
+	Resume(ctx context.Context, by string) (string, error)
+	Promote(ctx context.Context, by string) (string, error)
+	Rollback(ctx context.Context, by, reason string) (string, error)
+}
+
+// CommitterMentions renders mentions of a release's committers ("" if none).
+func (b *Bot) CommitterMentions(ctx context.Context, release string) string {
+	var r *Release
+	err := b.Store.View(ctx, func(tx Tx) error {
+		var err error
+		r, err = tx.Release(release)
+		return err
+	})
+	if err != nil {
+		return ""
+	}
+	return b.mentions(names(r))
+}
+
+// EnableRollouts registers the rollout commands.
+func (b *Bot) EnableRollouts(rc RolloutControl) {
+	b.Rollouts = rc
+	b.register(&command{name: "pause", usage: "!pause", help: "hold the rollout at the next tier boundary", role: RoleHead, run: (*Bot).cmdRollout})
+	b.register(&command{name: "resume", usage: "!resume", help: "continue a paused rollout", role: RoleHead, run: (*Bot).cmdRollout})
+	b.register(&command{name: "promote", usage: "!promote", help: "skip the rest of the current tier's bake", role: RoleHead, run: (*Bot).cmdRollout})
+	b.register(&command{name: "abort", usage: "!abort [reason]", help: "stop the rollout and send every host back", role: RoleHead, run: (*Bot).cmdRollout})
+	b.register(&command{name: "rollback", usage: "!rollback [reason]", help: "roll the release back (release heads and its committers)", run: (*Bot).cmdRollout})
 }
 
 func (b *Bot) register(c *command) {

@@ -344,3 +344,47 @@ func TestHistoryAndStatus(t *testing.T) {
 	expect(t, f.say("alice", "!status v3"), "v3: checkin", "checked in 0/1", "missing: alice")
 	expect(t, f.say("alice", "!who v3"), "waiting for 1 of 1: @alice")
 }
+
+type fakeRollouts struct {
+	running string
+	calls   []string
+}
+
+func (f *fakeRollouts) Running() (string, bool) { return f.running, f.running != "" }
+func (f *fakeRollouts) Pause(_ context.Context, by string) (string, error) {
+	f.calls = append(f.calls, "pause "+by)
+	return "paused", nil
+}
+func (f *fakeRollouts) Resume(_ context.Context, by string) (string, error) {
+	f.calls = append(f.calls, "resume "+by)
+	return "resumed", nil
+}
+func (f *fakeRollouts) Promote(_ context.Context, by string) (string, error) {
+	f.calls = append(f.calls, "promote "+by)
+	return "promoted", nil
+}
+func (f *fakeRollouts) Rollback(_ context.Context, by, reason string) (string, error) {
+	f.calls = append(f.calls, "rollback "+by+" "+reason)
+	return "rolling back", nil
+}
+
+func TestRolloutCommands(t *testing.T) {
+	f := newFixture(t)
+	rc := &fakeRollouts{}
+	f.bot.EnableRollouts(rc)
+	expect(t, f.say("dave", "!pause"), "no rollout is running")
+	f.create("v1", "alice@example.com")
+	rc.running = "v1"
+	expect(t, f.say("alice", "!pause"), "for release heads")
+	f.say("dave", "!pause")
+	expect(t, f.chat.last(), "paused")
+	f.say("alice", "!rollback error rate doubled") // a committer of v1
+	expect(t, f.chat.last(), "rolling back")
+	expect(t, f.say("bob", "!rollback"), "release heads and the committers of v1")
+	f.say("erin", "!abort db on fire") // an admin
+	want := "pause dave|rollback alice rolled back by alice: error rate doubled|rollback erin aborted by erin: db on fire"
+	if got := strings.Join(rc.calls, "|"); got != want {
+		t.Errorf("calls %q, want %q", got, want)
+	}
+	expect(t, f.say("dave", "!help"), "!pause", "!rollback [reason]")
+}

@@ -113,8 +113,11 @@ type Engine struct {
 	Fleet  Fleet
 	Store  Store
 	Say    func(ctx context.Context, p bot.Post)
-	Clock  clockwork.Clock
-	Log    *zap.Logger
+	// Committers renders mentions of a release's committers for the rollback line;
+	// optional.
+	Committers func(ctx context.Context, release string) string
+	Clock      clockwork.Clock
+	Log        *zap.Logger
 }
 
 // ErrBusy means a rollout is already running.
@@ -318,6 +321,15 @@ func (e *Engine) stepBaking(ctx context.Context, s *State, hosts map[string]Host
 	return e.stepActivating(ctx, s)
 }
 
+// Rollback ends a running rollout by sending every activated host back, for !abort
+// and !rollback.
+func (e *Engine) Rollback(ctx context.Context, s *State, reason string) error {
+	if s.Phase.Terminal() || s.Phase == PhaseRollingBack {
+		return fmt.Errorf("%s is already %s", s.Release, s.Phase)
+	}
+	return e.rollback(ctx, s, reason)
+}
+
 // rollback records the decision, then sends every activated host back to its
 // baseline.
 func (e *Engine) rollback(ctx context.Context, s *State, reason string) error {
@@ -325,7 +337,13 @@ func (e *Engine) rollback(ctx context.Context, s *State, reason string) error {
 	if err := e.save(ctx, s, PhaseRollingBack); err != nil {
 		return err
 	}
-	e.Say(ctx, bot.Post{Text: fmt.Sprintf("ROLLBACK %s: %s; %d hosts go back", s.Release, reason, len(s.Activated)), Priority: bot.PriorityUrgent})
+	text := fmt.Sprintf("ROLLBACK %s: %s; %d hosts go back", s.Release, reason, len(s.Activated))
+	if e.Committers != nil {
+		if m := e.Committers(ctx, s.Release); m != "" {
+			text += ". " + m + ": please look"
+		}
+	}
+	e.Say(ctx, bot.Post{Text: text, Priority: bot.PriorityUrgent})
 	return e.stepRollingBack(ctx, s, nil, e.Clock.Now())
 }
 

@@ -137,7 +137,8 @@ func newFixture(n int) *fixture {
 	f.store = &memStore{fleet: f.fleet}
 	f.eng = &rollout.Engine{Config: rollout.Config{Tiers: tiers, StageTimeout: time.Hour, MaxStageFailures: 0.2, SwitchTimeout: time.Minute},
 		Fleet: f.fleet, Store: f.store, Clock: f.clock,
-		Say: func(_ context.Context, p bot.Post) { f.said = append(f.said, p.Text) }}
+		Committers: func(_ context.Context, rel string) string { return "@alice @bob" },
+		Say:        func(_ context.Context, p bot.Post) { f.said = append(f.said, p.Text) }}
 	return f
 }
 
@@ -191,7 +192,7 @@ func TestBadReleaseRollsBackFromTheCanary(t *testing.T) {
 	if len(s.Activated) != 2 || !strings.Contains(s.Reason, "tier a2 unhealthy: 2 of 2") {
 		t.Errorf("activated %v, reason %q", s.Activated, s.Reason)
 	}
-	if !strings.Contains(strings.Join(f.said, "\n"), "ROLLBACK bad2") {
+	if !strings.Contains(strings.Join(f.said, "\n"), "ROLLBACK bad2") || !strings.Contains(strings.Join(f.said, "\n"), "@alice @bob: please look") {
 		t.Errorf("rollback not announced:\n%s", strings.Join(f.said, "\n"))
 	}
 }

@@ -47,6 +47,14 @@ func TestShipRollsOut(t *testing.T) {
 
 	e.release("v2", `{}`)
 	say("dave: !ship")
+	say("dave: !pause")
+	e.waitChannel("v2 paused by dave", 30*time.Second)
+	e.waitChannel("v2: tier a2: 1 of 4 hosts switching", 60*time.Second)
+	time.Sleep(4 * time.Second) // two bakes' worth: a paused rollout must hold
+	if n := len(onRelease(e.hosts(), "v2")); n != 1 {
+		t.Fatalf("the paused rollout went on: %d hosts on v2", n)
+	}
+	say("dave: !resume")
 	e.waitChannel("v2 is done on all 4 hosts", 90*time.Second)
 	e.waitFor("every host on v2", 30*time.Second, allOn("v2"))
 
@@ -58,11 +66,30 @@ func TestShipRollsOut(t *testing.T) {
 	}
 	e.waitChannel("v3 rolled back", 60*time.Second)
 	e.waitFor("every host back on v2", 30*time.Second, allOn("v2"))
+
+	// A head rolls a release back by hand.
+	e.release("v4", `{}`)
+	say("dave: !ship")
+	e.waitChannel("v4: tier a2: 1 of 4 hosts switching", 60*time.Second)
+	say("dave: !rollback the graphs look odd")
+	e.waitChannel("ROLLBACK v4: rolled back by dave: the graphs look odd", 30*time.Second)
+	e.waitChannel("v4 rolled back", 60*time.Second)
+	e.waitFor("every host back on v2 again", 30*time.Second, allOn("v2"))
 	t.Logf("channel:\n%s", strings.Join(e.sb.Lines(), "\n"))
 	out, err := e.sb.CLI(t.Context(), "release", "list")
 	if err != nil || !strings.Contains(out, "v3           rolled_back") || !strings.Contains(out, "v2           done") {
 		t.Errorf("release list after the rollouts:\n%s %v", out, err)
 	}
+}
+
+func onRelease(hs map[string]fleet.HostState, v string) []string {
+	var out []string
+	for n, h := range hs {
+		if h.Active == v {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // waitChannel waits for a line of the channel (shipbot's console) containing sub.

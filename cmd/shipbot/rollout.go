@@ -122,3 +122,72 @@ func (r *rollouts) Run(ctx context.Context) error {
 		r.mu.Unlock()
 	}
 }
+
+var _ bot.RolloutControl = (*rollouts)(nil)
+
+// Running implements bot.RolloutControl.
+func (r *rollouts) Running() (string, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil || r.cur.Phase.Terminal() {
+		return "", false
+	}
+	return r.cur.Release, true
+}
+
+// change applies fn to the running rollout and saves it.
+func (r *rollouts) change(ctx context.Context, fn func(s *rollout.State) (string, error)) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil || r.cur.Phase.Terminal() {
+		return "", fmt.Errorf("no rollout is running")
+	}
+	line, err := fn(r.cur)
+	if err != nil {
+		return "", err
+	}
+	return line, r.db.SaveRollout(ctx, r.cur)
+}
+
+// Pause implements bot.RolloutControl.
+func (r *rollouts) Pause(ctx context.Context, by string) (string, error) {
+	return r.change(ctx, func(s *rollout.State) (string, error) {
+		s.Paused = true
+		return fmt.Sprintf("%s paused by %s: it holds at the next tier boundary; !resume continues", s.Release, by), nil
+	})
+}
+
+// Resume implements bot.RolloutControl.
+func (r *rollouts) Resume(ctx context.Context, by string) (string, error) {
+	return r.change(ctx, func(s *rollout.State) (string, error) {
+		if !s.Paused {
+			return "", fmt.Errorf("%s is not paused", s.Release)
+		}
+		s.Paused = false
+		return fmt.Sprintf("%s resumed by %s", s.Release, by), nil
+	})
+}
+
+// Promote implements bot.RolloutControl.
+func (r *rollouts) Promote(ctx context.Context, by string) (string, error) {
+	return r.change(ctx, func(s *rollout.State) (string, error) {
+		if s.Phase != rollout.PhaseBaking {
+			return "", fmt.Errorf("%s is %s, not baking", s.Release, s.Phase)
+		}
+		s.Promote = true
+		return fmt.Sprintf("%s: %s skips the rest of tier %d's bake", s.Release, by, s.Tier), nil
+	})
+}
+
+// Rollback implements bot.RolloutControl.
+func (r *rollouts) Rollback(ctx context.Context, by, reason string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.cur == nil || r.cur.Phase.Terminal() {
+		return "", fmt.Errorf("no rollout is running")
+	}
+	if err := r.eng.Rollback(ctx, r.cur, reason); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("%s: rollback requested by %s", r.cur.Release, by), nil
+}

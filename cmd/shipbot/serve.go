@@ -175,8 +175,10 @@ func (s *server) openPush(mux *http.ServeMux, apiToken string, clock clockwork.C
 	s.push = p
 	s.rollouts = &rollouts{db: s.db, bot: s.bot, clock: clock, log: s.log.Named("rollout"), tick: s.cfg.Rollout.Tick,
 		eng: &rollout.Engine{Config: s.cfg.Rollout.engine(), Fleet: fleetView{p.fleet}, Store: s.db, Say: s.bot.Say,
-			Clock: clock, Log: s.log.Named("rollout")}}
+			Committers: s.bot.CommitterMentions,
+			Clock:      clock, Log: s.log.Named("rollout")}}
 	s.bot.OnShip = s.rollouts.onShip
+	s.bot.EnableRollouts(s.rollouts)
 	// Seed again what hosts are to hold, so a restart does not strand a push.
 	held := map[string]bool{}
 	for _, h := range p.fleet.AllDesired() {
