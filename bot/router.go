@@ -88,10 +88,13 @@ func New(dir *Directory, st Store, chat Chat, clock clockwork.Clock, log *zap.Lo
 }
 
 // RolloutControl is what the rollout commands need from the engine. Each call
-// answers with a line for the channel.
+// answers with a line for the channel. Running is called inside a store
+// transaction and must not wait for the store; the others are called after it.
 type RolloutControl interface {
 	// Running returns the release being rolled out, if any.
 	Running() (string, bool)
+	// Status describes the running rollout in a few lines for !status.
+	Status() []string
 	Pause(ctx context.Context, by string) (string, error)
 	Resume(ctx context.Context, by string) (string, error)
 	Promote(ctx context.Context, by string) (string, error)

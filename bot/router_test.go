@@ -351,6 +351,12 @@ type fakeRollouts struct {
 }
 
 func (f *fakeRollouts) Running() (string, bool) { return f.running, f.running != "" }
+func (f *fakeRollouts) Status() []string {
+	if f.running == "" {
+		return nil
+	}
+	return []string{"rollout of " + f.running + ": baking tier a2"}
+}
 func (f *fakeRollouts) Pause(_ context.Context, by string) (string, error) {
 	f.calls = append(f.calls, "pause "+by)
 	return "paused", nil
@@ -387,4 +393,6 @@ func TestRolloutCommands(t *testing.T) {
 		t.Errorf("calls %q, want %q", got, want)
 	}
 	expect(t, f.say("dave", "!help"), "!pause", "!rollback [reason]")
+	f.say("dave", "!status")
+	expect(t, f.chat.last(), "rollout of v1: baking tier a2")
 }

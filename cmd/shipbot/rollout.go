@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -72,6 +73,19 @@ type rollouts struct {
 
 	mu  sync.Mutex
 	cur *rollout.State
+	// running is the release being rolled out, readable without mu: the chat
+	// commands ask from inside a store transaction, while a step may hold mu and wait
+	// for the store.
+	running atomic.Value // string
+}
+
+// publish records the running release for Running. Called with mu held.
+func (r *rollouts) publish() {
+	rel := ""
+	if r.cur != nil && !r.cur.Phase.Terminal() {
+		rel = r.cur.Release
+	}
+	r.running.Store(rel)
 }
 
 // onShip starts the rollout of a release that !ship accepted.
@@ -87,6 +101,7 @@ func (r *rollouts) onShip(ctx context.Context, rel *bot.Release) {
 		}
 	}
 	r.cur = s
+	r.publish()
 }
 
 // Run resumes a rollout left by an earlier run, then steps until ctx is done.
@@ -98,6 +113,7 @@ func (r *rollouts) Run(ctx context.Context) error {
 	if cur != nil {
 		r.mu.Lock()
 		r.cur = cur
+		r.publish()
 		r.mu.Unlock()
 		r.bot.Say(ctx, bot.Post{Text: fmt.Sprintf("shipbot restarted: resuming the rollout of %s (%s, tier %d, %d of %d hosts activated)",
 			cur.Release, cur.Phase, cur.Tier, len(cur.Activated), len(cur.Hosts)), Priority: bot.PriorityNormal})
@@ -118,6 +134,7 @@ func (r *rollouts) Run(ctx context.Context) error {
 			if err := r.eng.Step(ctx, r.cur); err != nil && ctx.Err() == nil {
 				r.log.Error("rollout step", zap.String("release", r.cur.Release), zap.Error(err))
 			}
+			r.publish()
 		}
 		r.mu.Unlock()
 	}
@@ -125,14 +142,10 @@ func (r *rollouts) Run(ctx context.Context) error {
 
 var _ bot.RolloutControl = (*rollouts)(nil)
 
-// Running implements bot.RolloutControl.
+// Running implements bot.RolloutControl without taking mu.
 func (r *rollouts) Running() (string, bool) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.cur == nil || r.cur.Phase.Terminal() {
-		return "", false
-	}
-	return r.cur.Release, true
+	rel, _ := r.running.Load().(string)
+	return rel, rel != ""
 }
 
 // change applies fn to the running rollout and saves it.
@@ -186,8 +199,48 @@ func (r *rollouts) Rollback(ctx context.Context, by, reason string) (string, err
 	if r.cur == nil || r.cur.Phase.Terminal() {
 		return "", fmt.Errorf("no rollout is running")
 	}
-	if err := r.eng.Rollback(ctx, r.cur, reason); err != nil {
+	err := r.eng.Rollback(ctx, r.cur, reason)
+	r.publish()
+	if err != nil {
 		return "", err
 	}
 	return fmt.Sprintf("%s: rollback requested by %s", r.cur.Release, by), nil
+}
+
+// Status implements bot.RolloutControl: the phase, the tier, and the hosts in each
+// state.
+func (r *rollouts) Status() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.cur
+	if s == nil || s.Phase.Terminal() {
+		return nil
+	}
+	tier := r.eng.Config.Tiers[s.Tier]
+	line := fmt.Sprintf("rollout of %s: %s, tier %s (%d of %d), %d of %d hosts switched", s.Release, s.Phase,
+		tier.Name, s.Tier+1, len(r.eng.Config.Tiers), len(s.Activated), len(s.Hosts))
+	if s.Phase == rollout.PhaseBaking && tier.Bake > 0 {
+		left := tier.Bake - r.clock.Since(s.Since)
+		if left > 0 {
+			line += fmt.Sprintf(", bake %s left", left.Round(time.Second))
+		}
+	}
+	if s.Paused {
+		line += ", PAUSED (!resume)"
+	}
+	out := []string{line}
+	var staged, unhealthy, stale int
+	for _, h := range r.eng.Fleet.Hosts(s.Release) {
+		if h.Staged {
+			staged++
+		}
+		if h.Healthy != nil && !*h.Healthy {
+			unhealthy++
+		}
+		if h.Stale {
+			stale++
+		}
+	}
+	out = append(out, fmt.Sprintf("hosts: %d staged, %d unhealthy, %d stale, %d excluded", staged, unhealthy, stale, len(s.Excluded)))
+	return out
 }
