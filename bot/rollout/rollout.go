@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/shipbot/shipbot/bot"
+	"github.com/shipbot/shipbot/bot/health"
 )
 
 // Tier is one step of activation.
@@ -50,6 +51,11 @@ type Config struct {
 	MaxStageFailures float64
 	// SwitchTimeout bounds how long hosts may take to report a switched release.
 	SwitchTimeout time.Duration
+	// Gates compare each tier's hosts with the baseline at the end of its bake.
+	Gates []health.Gate
+	// MaxInconclusive is how many looks without enough data a tier gets before it
+	// fails; default 10.
+	MaxInconclusive int
 }
 
 // Phase of a rollout.
@@ -80,7 +86,9 @@ type State struct {
 	Activated []string          `json:"activated"` // told to run the release
 	Paused    bool              `json:"paused"`    // hold at the next tier boundary
 	Promote   bool              `json:"promote"`   // skip the rest of this tier's bake
-	Reason    string            `json:"reason"`    // why it rolled back
+	// Inconclusive counts looks at this tier\'s gates that lacked data.
+	Inconclusive int    `json:"inconclusive"`
+	Reason       string `json:"reason"` // why it rolled back
 }
 
 // HostView is what the engine needs to know about a host.
@@ -91,6 +99,7 @@ type HostView struct {
 	Active      string
 	Healthy     *bool // nil: not probed yet
 	Stale       bool
+	Metrics     map[string]float64 // counters the agent scraped from its service
 }
 
 // Fleet is the engine's handle on the hosts.
@@ -302,7 +311,25 @@ func (e *Engine) stepBaking(ctx context.Context, s *State, hosts map[string]Host
 	if now.Sub(s.Since) < t.Bake && !s.Promote {
 		return nil
 	}
+	numbers, failed, waiting := e.gates(s, hosts)
+	if failed != "" {
+		return e.rollback(ctx, s, fmt.Sprintf("tier %s failed its gates: %s", t.Name, failed))
+	}
+	if waiting != "" {
+		s.Inconclusive++
+		limit := e.Config.MaxInconclusive
+		if limit <= 0 {
+			limit = 10
+		}
+		if s.Inconclusive > limit {
+			return e.rollback(ctx, s, fmt.Sprintf("tier %s inconclusive after %d looks: %s", t.Name, s.Inconclusive, waiting))
+		}
+		return e.Store.SaveRollout(ctx, s)
+	}
 	verdict := fmt.Sprintf("%s: tier %s healthy: %d of %d hosts unhealthy (limit %.0f%%)", s.Release, t.Name, len(unhealthy), len(s.Activated), 100*t.MaxUnhealthy)
+	if numbers != "" {
+		verdict = fmt.Sprintf("%s: tier %s healthy: %s, %d of %d hosts unhealthy", s.Release, t.Name, numbers, len(unhealthy), len(s.Activated))
+	}
 	if s.Tier == len(e.Config.Tiers)-1 {
 		if err := e.save(ctx, s, PhaseDone); err != nil {
 			return err
@@ -314,11 +341,46 @@ func (e *Engine) stepBaking(ctx context.Context, s *State, hosts map[string]Host
 		return nil // hold at the tier boundary
 	}
 	s.Tier++
+	s.Inconclusive = 0
 	if err := e.save(ctx, s, PhaseActivating); err != nil {
 		return err
 	}
 	e.Say(ctx, bot.Post{Text: verdict + "; promoting to " + e.Config.Tiers[s.Tier].Name, Priority: bot.PriorityNormal})
 	return e.stepActivating(ctx, s)
+}
+
+// gates evaluates every gate on the tier's hosts against the baseline (the hosts
+// still on their previous release). It returns the numbers of all gates, the
+// failing ones, and the ones without enough data.
+func (e *Engine) gates(s *State, hosts map[string]HostView) (numbers, failed, waiting string) {
+	if len(e.Config.Gates) == 0 {
+		return "", "", ""
+	}
+	on := map[string]bool{}
+	var canary, baseline []map[string]float64
+	for _, n := range s.Activated {
+		on[n] = true
+		if h := hosts[n]; h.Active == s.Release && h.Metrics != nil {
+			canary = append(canary, h.Metrics)
+		}
+	}
+	for _, n := range s.Hosts {
+		if h := hosts[n]; !on[n] && h.Metrics != nil && h.Active == s.Baseline[n] {
+			baseline = append(baseline, h.Metrics)
+		}
+	}
+	var all, bad, wait []string
+	for _, g := range e.Config.Gates {
+		r := g.Evaluate(canary, baseline)
+		all = append(all, r.String())
+		switch r.Verdict {
+		case health.Fail:
+			bad = append(bad, r.String())
+		case health.Inconclusive:
+			wait = append(wait, r.String())
+		}
+	}
+	return strings.Join(all, ", "), strings.Join(bad, ", "), strings.Join(wait, ", ")
 }
 
 // Rollback ends a running rollout by sending every activated host back, for !abort

@@ -12,6 +12,7 @@ import (
 	"github.com/jonboulle/clockwork"
 
 	"github.com/shipbot/shipbot/bot"
+	"github.com/shipbot/shipbot/bot/health"
 	"github.com/shipbot/shipbot/bot/rollout"
 )
 
@@ -23,6 +24,8 @@ type fakeFleet struct {
 	staged  map[string]map[string]bool
 	noStage map[string]bool
 	calls   int
+	// noMetrics makes every host report no counters (the gates are inconclusive).
+	noMetrics bool
 }
 
 func newFleet(n int) *fakeFleet {
@@ -46,6 +49,13 @@ func (f *fakeFleet) Hosts(release string) []rollout.HostView {
 		}
 		healthy := !strings.HasPrefix(a, "bad")
 		v.Healthy = &healthy
+		if !f.noMetrics {
+			bad := 5.0 // per 1000
+			if strings.HasPrefix(a, "err") {
+				bad = 100
+			}
+			v.Metrics = map[string]float64{`req{code="200"}`: 1000 - bad, `req{code="500"}`: bad}
+		}
 		out = append(out, v)
 	}
 	return out
@@ -277,6 +287,44 @@ func TestRestartFromEverySavedState(t *testing.T) {
 				t.Errorf("%s: restart from save %d: %d hosts on v1", rel, i, f.fleet.on("v1"))
 			}
 		}
+	}
+}
+
+func gate(t *testing.T) health.Gate {
+	e, err := health.ParseSelector(`req{code=~"5.."}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	all, _ := health.ParseSelector(`req`)
+	return health.Gate{Name: "5xx", Errors: e, Total: all, MaxRatio: 2, MinSamples: 100}
+}
+
+func TestMetricGate(t *testing.T) {
+	f := newFixture(10)
+	f.eng.Config.Gates = []health.Gate{gate(t)}
+	s, _ := f.eng.Start(context.Background(), nil, "v2")
+	f.run(t, s)
+	said := strings.Join(f.said, "\n")
+	if s.Phase != rollout.PhaseDone || !strings.Contains(said, "tier a2 healthy: 5xx 0.5% (baseline 0.5%)") {
+		t.Errorf("good release: %s\n%s", s.Phase, said)
+	}
+
+	f = newFixture(10)
+	f.eng.Config.Gates = []health.Gate{gate(t)}
+	s, _ = f.eng.Start(context.Background(), nil, "err2")
+	f.run(t, s)
+	if s.Phase != rollout.PhaseRolledBack || !strings.Contains(s.Reason, "tier a2 failed its gates: 5xx 10.0% (baseline 0.5%)") || f.fleet.on("v1") != 10 {
+		t.Errorf("erroring release: %s, %q", s.Phase, s.Reason)
+	}
+
+	f = newFixture(10)
+	f.fleet.noMetrics = true
+	f.eng.Config.Gates = []health.Gate{gate(t)}
+	f.eng.Config.MaxInconclusive = 3
+	s, _ = f.eng.Start(context.Background(), nil, "v2")
+	f.run(t, s)
+	if s.Phase != rollout.PhaseRolledBack || !strings.Contains(s.Reason, "inconclusive after 4 looks: 5xx 0.0%, only 0 samples") {
+		t.Errorf("no data: %s, %q", s.Phase, s.Reason)
 	}
 }
 
