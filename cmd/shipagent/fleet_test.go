@@ -149,7 +149,7 @@ if [ -f "$pidf" ]; then
   # Wait for it to exit (a zombie counts: nobody may reap it here).
   i=0; while kill -0 "$old" 2>/dev/null && ! grep -qs '^State:.*Z' /proc/$old/status && [ $i -lt 100 ]; do sleep 0.02; i=$((i+1)); done
 fi
-"$SHIPBOT_RELEASE_DIR/bin/demoapp" --listen "127.0.0.1:$APP_PORT" --dir "$SHIPBOT_RELEASE_DIR" --pidfile "$pidf" >/dev/null 2>&1 &
+"$SHIPBOT_RELEASE_DIR/bin/demoapp" --listen "127.0.0.1:$APP_PORT" --dir "$SHIPBOT_RELEASE_DIR" --pidfile "$pidf" --load 50 >/dev/null 2>&1 &
 i=0; while [ ! -f "$pidf" ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done
 [ -f "$pidf" ]
 `
@@ -171,11 +171,12 @@ listen: 127.0.0.1:0
 bittorrent_listen: 127.0.0.1:0
 public_key: %q
 health: {url: "http://127.0.0.1:%d/healthz", interval: 1s, timeout: 2s}
+metrics: {url: "http://127.0.0.1:%d/metrics", keep: [demoapp_requests_total]}
 activate_hook: [%q]
 hook_timeout: 10s
 poll_wait: 10s
 log: {format: json, level: info}
-%s`, e.sb.URL, name, rack, a.dir, e.pub, a.appPort, hook, extra)
+%s`, e.sb.URL, name, rack, a.dir, e.pub, a.appPort, a.appPort, hook, extra)
 	os.WriteFile(a.config, []byte(cfg), 0o644)
 	e.agents[name] = a
 	e.run(a)

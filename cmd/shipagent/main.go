@@ -43,6 +43,7 @@ type Config struct {
 	PublicKey        string            `yaml:"public_key"`
 	CAFile           string            `yaml:"ca_file"`
 	Health           HealthConfig      `yaml:"health"`
+	Metrics          MetricsConfig     `yaml:"metrics"`
 	ActivateHook     []string          `yaml:"activate_hook"`
 	HookTimeout      time.Duration     `yaml:"hook_timeout"`
 	PollWait         time.Duration     `yaml:"poll_wait"`
@@ -56,6 +57,13 @@ type HealthConfig struct {
 	Command      []string      `yaml:"command"`
 	Interval     time.Duration `yaml:"interval"`
 	Timeout      time.Duration `yaml:"timeout"`
+}
+
+// MetricsConfig is the metrics: section: the service's Prometheus endpoint, scraped
+// every health interval and reported for the metric gates.
+type MetricsConfig struct {
+	URL  string   `yaml:"url"`
+	Keep []string `yaml:"keep"` // metric names to report; empty reports all
 }
 
 // LoadConfig reads and validates shipagent.yaml.
@@ -156,6 +164,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		ReleasesDir: cfg.ReleasesDir, Keep: cfg.Keep,
 		Health: agent.HealthCheck{URL: cfg.Health.URL, ExpectStatus: cfg.Health.ExpectStatus, Command: cfg.Health.Command,
 			Interval: cfg.Health.Interval, Timeout: cfg.Health.Timeout},
+		Metrics:      agent.Metrics{URL: cfg.Metrics.URL, Keep: cfg.Metrics.Keep},
 		ActivateHook: cfg.ActivateHook, HookTimeout: cfg.HookTimeout,
 		UploadRate: int64(cfg.UploadRate), DownloadRate: int64(cfg.DownloadRate),
 		PublicKey: pub, BTListen: cfg.BitTorrentListen, PollWait: cfg.PollWait,

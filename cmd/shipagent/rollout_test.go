@@ -16,9 +16,12 @@ func TestShipRollsOut(t *testing.T) {
 	e := newFleetEnvWith(t, `rollout:
   tick: 200ms
   switch_timeout: 30s
+  max_inconclusive: 100
   tiers:
     - {name: a2, hosts: "1", bake: 2s}
     - {name: 100%, hosts: "100%", bake: 1s}
+  gates:
+    - {name: 5xx, errors: 'demoapp_requests_total{code=~"5.."}', total: demoapp_requests_total, max_ratio: 3, max_rate: 0.2, min_samples: 30}
 `)
 	e.release("r0", `{}`)
 	for i := 0; i < 4; i++ {
@@ -68,6 +71,20 @@ func TestShipRollsOut(t *testing.T) {
 	}
 	e.waitChannel("v3 rolled back", 60*time.Second)
 	e.waitFor("every host back on v2", 30*time.Second, allOn("v2"))
+
+	// A release that answers half its requests with 500 passes its health check
+	// but fails the 5xx gate against the baseline.
+	e.release("v5", `{"error_rate": 0.5}`)
+	say("dave: !ship")
+	line = e.waitChannel("ROLLBACK v5", 90*time.Second)
+	if !strings.Contains(line, "tier a2 failed its gates: 5xx") || !strings.Contains(line, "(baseline 0.0%)") {
+		t.Errorf("gate rollback line: %q", line)
+	}
+	e.waitChannel("v5 rolled back", 60*time.Second)
+	e.waitFor("every host back on v2 after v5", 30*time.Second, allOn("v2"))
+	if l := e.waitChannel("v2: tier a2 healthy: 5xx", 5*time.Second); !strings.Contains(l, "(baseline 0.0%)") {
+		t.Errorf("verdict line: %q", l)
+	}
 
 	// A head rolls a release back by hand.
 	e.release("v4", `{}`)

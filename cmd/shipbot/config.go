@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/shipbot/shipbot/bot"
+	"github.com/shipbot/shipbot/bot/health"
 	"github.com/shipbot/shipbot/bot/irc"
 	"github.com/shipbot/shipbot/bot/rollout"
 	"github.com/shipbot/shipbot/cmd/internal/cliutil"
@@ -52,6 +53,19 @@ type RolloutConfig struct {
 	MaxStageFailures float64       `yaml:"max_stage_failures"` // share of hosts; default 0.05
 	SwitchTimeout    time.Duration `yaml:"switch_timeout"`     // default 5m
 	Tick             time.Duration `yaml:"tick"`               // how often the engine looks; default 1s
+	Gates            []GateConfig  `yaml:"gates"`
+	MaxInconclusive  int           `yaml:"max_inconclusive"` // looks without enough data before a tier fails; default 10
+}
+
+// GateConfig is a metric gate: the ratio errors/total on the tier's hosts against
+// the baseline's, from the counters the agents report.
+type GateConfig struct {
+	Name       string  `yaml:"name"`
+	Errors     string  `yaml:"errors"` // a selector: name{label=~"regex"}
+	Total      string  `yaml:"total"`
+	MaxRatio   float64 `yaml:"max_ratio"`   // canary rate at most this times the baseline's
+	MaxRate    float64 `yaml:"max_rate"`    // and at most this absolute rate
+	MinSamples float64 `yaml:"min_samples"` // canary total needed for a verdict
 }
 
 // TierConfig is one tier.
@@ -99,6 +113,11 @@ func (r *RolloutConfig) validate() error {
 			return fmt.Errorf("rollout.tiers[%d]: bake must be positive and max_unhealthy between 0 and 1", i)
 		}
 	}
+	for i, g := range r.Gates {
+		if _, err := g.gate(); err != nil {
+			return fmt.Errorf("rollout.gates[%d]: %w", i, err)
+		}
+	}
 	if last := r.Tiers[len(r.Tiers)-1].Hosts; last != "100%" {
 		return fmt.Errorf("rollout.tiers: the last tier must be 100%% of the hosts, not %q", last)
 	}
@@ -108,9 +127,32 @@ func (r *RolloutConfig) validate() error {
 	return nil
 }
 
+func (g GateConfig) gate() (health.Gate, error) {
+	if g.Name == "" {
+		return health.Gate{}, errors.New("name: required")
+	}
+	e, err := health.ParseSelector(g.Errors)
+	if err != nil {
+		return health.Gate{}, fmt.Errorf("errors: %w", err)
+	}
+	t, err := health.ParseSelector(g.Total)
+	if err != nil {
+		return health.Gate{}, fmt.Errorf("total: %w", err)
+	}
+	if g.MaxRatio <= 0 && g.MaxRate <= 0 {
+		return health.Gate{}, errors.New("set max_ratio, max_rate or both")
+	}
+	return health.Gate{Name: g.Name, Errors: e, Total: t, MaxRatio: g.MaxRatio, MaxRate: g.MaxRate, MinSamples: g.MinSamples}, nil
+}
+
 // Engine config for the rollout engine.
 func (r *RolloutConfig) engine() rollout.Config {
-	c := rollout.Config{StageTimeout: r.StageTimeout, MaxStageFailures: r.MaxStageFailures, SwitchTimeout: r.SwitchTimeout}
+	c := rollout.Config{StageTimeout: r.StageTimeout, MaxStageFailures: r.MaxStageFailures, SwitchTimeout: r.SwitchTimeout,
+		MaxInconclusive: r.MaxInconclusive}
+	for _, g := range r.Gates {
+		gg, _ := g.gate() // validated
+		c.Gates = append(c.Gates, gg)
+	}
 	for _, t := range r.Tiers {
 		c.Tiers = append(c.Tiers, rollout.Tier{Name: t.Name, Size: t.Hosts, Bake: t.Bake, MaxUnhealthy: t.MaxUnhealthy})
 	}

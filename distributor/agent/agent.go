@@ -27,6 +27,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/shipbot/shipbot/bot/health"
 	"github.com/shipbot/shipbot/distributor"
 	"github.com/shipbot/shipbot/distributor/fetcher"
 	"github.com/shipbot/shipbot/distributor/fleet"
@@ -42,6 +43,13 @@ type HealthCheck struct {
 	Timeout      time.Duration
 }
 
+// Metrics is how the agent scrapes its service's Prometheus endpoint; the counters
+// go into every status report for the coordinator's metric gates.
+type Metrics struct {
+	URL  string
+	Keep []string // metric names to report; empty reports every sample
+}
+
 // Config configures an agent.
 type Config struct {
 	Coordinator  string // shipbot's URL
@@ -51,6 +59,7 @@ type Config struct {
 	ReleasesDir  string
 	Keep         int // releases to keep (at least 2)
 	Health       HealthCheck
+	Metrics      Metrics
 	ActivateHook []string
 	HookTimeout  time.Duration
 	UploadRate   int64
@@ -83,6 +92,7 @@ type Agent struct {
 	active     string
 	previous   string
 	health     *fleet.Health
+	metrics    map[string]float64
 	lastErr    string
 	dirty      chan struct{}
 	activating sync.Mutex
@@ -567,7 +577,7 @@ func (a *Agent) reportLoop(ctx context.Context) {
 			}
 		}
 		a.mu.Lock()
-		rep := fleet.StatusReport{Staged: map[string]fleet.StageStatus{}, Active: a.active, Previous: a.previous, Health: a.health, Error: a.lastErr}
+		rep := fleet.StatusReport{Staged: map[string]fleet.StageStatus{}, Active: a.active, Previous: a.previous, Health: a.health, Error: a.lastErr, Metrics: a.metrics}
 		for k, v := range a.staged {
 			rep.Staged[k] = v
 		}
@@ -595,8 +605,33 @@ func (a *Agent) healthLoop(ctx context.Context) {
 			return
 		case <-t.C:
 			a.probe(ctx)
+			a.scrape(ctx)
 		}
 	}
+}
+
+// scrape reads the service's counters.
+func (a *Agent) scrape(ctx context.Context) {
+	if a.cfg.Metrics.URL == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Health.Timeout)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", a.cfg.Metrics.URL, nil)
+	resp, err := probeClient.Do(req)
+	if err != nil {
+		return // the health check reports an unreachable service
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil || resp.StatusCode != 200 {
+		return
+	}
+	m := health.ParseExposition(string(b), a.cfg.Metrics.Keep)
+	a.mu.Lock()
+	a.metrics = m
+	a.mu.Unlock()
+	a.markDirty()
 }
 
 // probe runs the health check once and records the result.
