@@ -181,6 +181,15 @@ func (s *Shipbot) Restart(t testing.TB) {
 	s.start(t)
 }
 
+// Kill9 kills the process with SIGKILL, as a crash would, and starts it again on the
+// same address and data.
+func (s *Shipbot) Kill9(t testing.TB) {
+	t.Helper()
+	s.cmd.Process.Kill()
+	<-s.done
+	s.start(t)
+}
+
 // Stop sends SIGTERM and waits for the process to exit.
 func (s *Shipbot) Stop(t testing.TB) {
 	t.Helper()

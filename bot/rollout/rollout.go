@@ -231,9 +231,11 @@ func (e *Engine) stepStaging(ctx context.Context, s *State, hosts map[string]Hos
 		switch {
 		case ok && h.Staged:
 			staged = append(staged, n)
-		case !ok || h.Stale || h.StageFailed != "":
+		case ok && (h.Stale || h.StageFailed != ""):
 			failed = append(failed, n)
 		default:
+			// Not reported yet: after a restart of shipbot the registry fills up
+			// again as the agents re-enrol. The stage timeout bounds the wait.
 			waiting = append(waiting, n)
 		}
 	}

@@ -226,6 +226,25 @@ func TestStagingFailures(t *testing.T) {
 	}
 }
 
+// A host the registry does not know yet (shipbot just restarted) is waited for, up
+// to the stage timeout; then it counts as failed.
+func TestStagingWaitsForTheRegistry(t *testing.T) {
+	f := newFixture(10)
+	s, _ := f.eng.Start(context.Background(), nil, "v2")
+	f.fleet.mu.Lock()
+	delete(f.fleet.active, "h04") // gone from the registry
+	f.fleet.mu.Unlock()
+	f.eng.Step(context.Background(), s)
+	if s.Phase != rollout.PhaseStaging {
+		t.Fatalf("a host missing from the registry failed staging at once: %s %q", s.Phase, s.Reason)
+	}
+	f.clock.Advance(2 * time.Hour)
+	f.eng.Step(context.Background(), s)
+	if s.Phase == rollout.PhaseStaging || len(s.Excluded) != 1 || s.Excluded[0] != "h04" {
+		t.Errorf("after the stage timeout: %s, excluded %v", s.Phase, s.Excluded)
+	}
+}
+
 func TestCanaryOrderIsReproducible(t *testing.T) {
 	a, _ := newFixture(20).eng.Start(context.Background(), nil, "v7")
 	b, _ := newFixture(20).eng.Start(context.Background(), nil, "v7")

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shipbot/shipbot/distributor/fleet"
+)
+
+// TestCrashDuringRollout kills shipbot with SIGKILL during staging, during a bake
+// and during a rollback; after each restart it announces the rollout again and the
+// rollout ends right: every host on the release, or every host back.
+func TestCrashDuringRollout(t *testing.T) {
+	e := newFleetEnvWith(t, `rollout:
+  tick: 200ms
+  switch_timeout: 60s
+  tiers:
+    - {name: a2, hosts: "1", bake: 4s}
+    - {name: 100%, hosts: "100%", bake: 1s}
+`)
+	e.release("r0", `{}`)
+	for i := 0; i < 4; i++ {
+		e.startAgent(fmt.Sprintf("host%d", i), fmt.Sprintf("rack%d", i%2), "download_rate: 2MiB\n")
+	}
+	e.waitFor("4 hosts enrol", 30*time.Second, func(hs map[string]fleet.HostState) bool { return len(hs) == 4 })
+	e.set("--stage", "r0", "--active", "r0")
+	allOn := func(v string) func(map[string]fleet.HostState) bool {
+		return func(hs map[string]fleet.HostState) bool {
+			for _, h := range hs {
+				if !healthyOn(h, v) {
+					return false
+				}
+			}
+			return len(hs) == 4
+		}
+	}
+	e.waitFor("every host on r0", 60*time.Second, allOn("r0"))
+	say := func(line string) { fmt.Fprintln(e.sb.Stdin, line) }
+	say("dave: !cancel r0")
+
+	// Killed while staging, and again while a2 bakes.
+	e.release("v2", `{}`)
+	say("dave: !ship")
+	e.waitChannel("v2: staging on 4 hosts", 30*time.Second)
+	e.sb.Kill9(t)
+	e.waitChannel("resuming the rollout of v2 (staging", 30*time.Second)
+	e.waitChannel("v2: tier a2: 1 of 4 hosts switching", 90*time.Second)
+	e.sb.Kill9(t)
+	e.waitChannel("resuming the rollout of v2 (baking, tier 0", 30*time.Second)
+	e.waitChannel("v2 is done on all 4 hosts", 90*time.Second)
+	e.waitFor("every host on v2", 30*time.Second, allOn("v2"))
+
+	// Killed right after deciding to roll back.
+	e.release("v3", `{"healthy": false}`)
+	say("dave: !ship")
+	e.waitChannel("ROLLBACK v3", 90*time.Second)
+	e.sb.Kill9(t)
+	e.waitChannel("v3 rolled back", 60*time.Second)
+	e.waitFor("every host back on v2", 30*time.Second, allOn("v2"))
+	if n := strings.Count(strings.Join(e.sb.Lines(), "\n"), "resuming the rollout of v3 (rolling_back"); n != 1 {
+		t.Errorf("the restart during the rollback was announced %d times", n)
+	}
+	out, err := e.sb.CLI(t.Context(), "release", "list")
+	if err != nil || !strings.Contains(out, "v3           rolled_back") || !strings.Contains(out, "v2           done") {
+		t.Errorf("release list:\n%s %v", out, err)
+	}
+}
