@@ -56,6 +56,8 @@ type Config struct {
 	// MaxInconclusive is how many looks without enough data a tier gets before it
 	// fails; default 10.
 	MaxInconclusive int
+	// ProgressEvery is how often staging progress goes to the channel; default 10s.
+	ProgressEvery time.Duration
 }
 
 // Phase of a rollout.
@@ -87,8 +89,10 @@ type State struct {
 	Paused    bool              `json:"paused"`    // hold at the next tier boundary
 	Promote   bool              `json:"promote"`   // skip the rest of this tier's bake
 	// Inconclusive counts looks at this tier\'s gates that lacked data.
-	Inconclusive int    `json:"inconclusive"`
-	Reason       string `json:"reason"` // why it rolled back
+	Inconclusive int `json:"inconclusive"`
+	// ProgressAt is when staging progress was last posted (not saved).
+	ProgressAt time.Time `json:"-"`
+	Reason     string    `json:"reason"` // why it rolled back
 }
 
 // HostView is what the engine needs to know about a host.
@@ -100,6 +104,9 @@ type HostView struct {
 	Healthy     *bool // nil: not probed yet
 	Stale       bool
 	Metrics     map[string]float64 // counters the agent scraped from its service
+	Bytes       int64              // staging progress on the release
+	Total       int64
+	Rate        float64 // bytes/s
 }
 
 // Fleet is the engine's handle on the hosts.
@@ -241,6 +248,7 @@ func (e *Engine) stepStaging(ctx context.Context, s *State, hosts map[string]Hos
 	}
 	timedOut := e.Config.StageTimeout > 0 && now.Sub(s.Since) > e.Config.StageTimeout
 	if len(waiting) > 0 && !timedOut {
+		e.stagingProgress(ctx, s, hosts, staged, waiting, now)
 		return nil
 	}
 	failed = append(failed, waiting...)
@@ -261,6 +269,52 @@ func (e *Engine) stepStaging(ctx context.Context, s *State, hosts map[string]Hos
 		return err
 	}
 	return e.stepActivating(ctx, s)
+}
+
+// stagingProgress posts, at most every ProgressEvery, the hosts staged, the
+// aggregate rate, an ETA and the stragglers, as one line updated in place where the
+// network can.
+func (e *Engine) stagingProgress(ctx context.Context, s *State, hosts map[string]HostView, staged, waiting []string, now time.Time) {
+	every := e.Config.ProgressEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	if now.Sub(s.ProgressAt) < every {
+		return
+	}
+	s.ProgressAt = now
+	var rate float64
+	var left int64
+	type slow struct {
+		name string
+		pct  float64
+	}
+	var behind []slow
+	for _, n := range waiting {
+		h := hosts[n]
+		rate += h.Rate
+		left += max(0, h.Total-h.Bytes)
+		pct := 0.0
+		if h.Total > 0 {
+			pct = float64(h.Bytes) / float64(h.Total)
+		}
+		behind = append(behind, slow{n, pct})
+	}
+	sort.Slice(behind, func(i, j int) bool { return behind[i].pct < behind[j].pct })
+	line := fmt.Sprintf("%s staging: %d/%d hosts, %s/s", s.Release, len(staged), len(s.Hosts), bot.HumanBytes(int64(rate)))
+	if rate > 0 && left > 0 {
+		line += fmt.Sprintf(", ETA %s", (time.Duration(float64(left) / rate * float64(time.Second))).Round(time.Second))
+	}
+	var names []string
+	for i, b := range behind {
+		if i == 5 {
+			names = append(names, fmt.Sprintf("and %d more", len(behind)-5))
+			break
+		}
+		names = append(names, fmt.Sprintf("%s %.0f%%", b.name, 100*b.pct))
+	}
+	line += "; waiting for " + strings.Join(names, ", ")
+	e.Say(ctx, bot.Post{Text: line, Priority: bot.PriorityProgress, Key: "stage:" + s.Release})
 }
 
 // stepActivating tells the current tier's new hosts to run the release. The hosts

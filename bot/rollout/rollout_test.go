@@ -26,6 +26,8 @@ type fakeFleet struct {
 	calls   int
 	// noMetrics makes every host report no counters (the gates are inconclusive).
 	noMetrics bool
+	// failQuietly: hosts in noStage stay in progress instead of reporting a failure.
+	failQuietly bool
 }
 
 func newFleet(n int) *fakeFleet {
@@ -44,8 +46,11 @@ func (f *fakeFleet) Hosts(release string) []rollout.HostView {
 	var out []rollout.HostView
 	for h, a := range f.active {
 		v := rollout.HostView{Name: h, Active: a, Staged: f.staged[h][release]}
-		if f.noStage[h] {
+		if f.noStage[h] && !f.failQuietly {
 			v.StageFailed = "disk full"
+		}
+		if f.noStage[h] {
+			v.Bytes, v.Total, v.Rate = 2<<20, 5<<20, 1<<20
 		}
 		healthy := !strings.HasPrefix(a, "bad")
 		v.Healthy = &healthy
@@ -242,6 +247,26 @@ func TestStagingWaitsForTheRegistry(t *testing.T) {
 	f.eng.Step(context.Background(), s)
 	if s.Phase == rollout.PhaseStaging || len(s.Excluded) != 1 || s.Excluded[0] != "h04" {
 		t.Errorf("after the stage timeout: %s, excluded %v", s.Phase, s.Excluded)
+	}
+}
+
+func TestStagingProgress(t *testing.T) {
+	f := newFixture(6)
+	f.fleet.noStage["h02"] = true // never finishes; reported as failed only at the end
+	f.fleet.failQuietly = true
+	s, _ := f.eng.Start(context.Background(), nil, "v2")
+	for i := 0; i < 3; i++ {
+		f.eng.Step(context.Background(), s)
+		f.clock.Advance(5 * time.Second)
+	}
+	var progress []string
+	for _, l := range f.said {
+		if strings.Contains(l, "staging: ") {
+			progress = append(progress, l)
+		}
+	}
+	if len(progress) != 2 || !strings.Contains(progress[0], "v2 staging: 5/6 hosts, 1.0 MiB/s, ETA 3s; waiting for h02 40%") {
+		t.Errorf("progress lines (every 10s): %q", progress)
 	}
 }
 
