@@ -23,15 +23,6 @@ type ngircd struct {
 	cmd  *exec.Cmd
 }
 
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func startNgircd(t testing.TB) *ngircd {
 	t.Helper()
 	if _, err := exec.LookPath("ngircd"); err != nil {
@@ -39,7 +30,7 @@ func startNgircd(t testing.TB) *ngircd {
 			t.Fatal("ngircd is not installed: run make deps")
 		}
 	}
-	n := &ngircd{t: t, dir: t.TempDir(), port: freePort(t)}
+	n := &ngircd{t: t, dir: t.TempDir(), port: chattest.FreePort(t)}
 	os.MkdirAll(filepath.Join(n.dir, "conf.d"), 0o755)
 	conf := fmt.Sprintf(`[Global]
 	Name = irc.shipbot.test

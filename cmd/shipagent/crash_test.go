@@ -1,12 +1,9 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/shipbot/shipbot/distributor/fleet"
 )
 
 // TestCrashDuringRollout kills shipbot with SIGKILL during staging, during a bake
@@ -20,25 +17,7 @@ func TestCrashDuringRollout(t *testing.T) {
     - {name: a2, hosts: "1", bake: 4s}
     - {name: 100%, hosts: "100%", bake: 1s}
 `)
-	e.release("r0", `{}`)
-	for i := 0; i < 4; i++ {
-		e.startAgent(fmt.Sprintf("host%d", i), fmt.Sprintf("rack%d", i%2), "download_rate: 2MiB\n")
-	}
-	e.waitFor("4 hosts enrol", 30*time.Second, func(hs map[string]fleet.HostState) bool { return len(hs) == 4 })
-	e.set("--stage", "r0", "--active", "r0")
-	allOn := func(v string) func(map[string]fleet.HostState) bool {
-		return func(hs map[string]fleet.HostState) bool {
-			for _, h := range hs {
-				if !healthyOn(h, v) {
-					return false
-				}
-			}
-			return len(hs) == 4
-		}
-	}
-	e.waitFor("every host on r0", 60*time.Second, allOn("r0"))
-	say := func(line string) { fmt.Fprintln(e.sb.Stdin, line) }
-	say("dave: !cancel r0")
+	say := e.fourOnR0("download_rate: 2MiB\n")
 
 	// Killed while staging, and again while a2 bakes.
 	e.release("v2", `{}`)
@@ -50,7 +29,7 @@ func TestCrashDuringRollout(t *testing.T) {
 	e.sb.Kill9(t)
 	e.waitChannel("resuming the rollout of v2 (baking, tier 0", 30*time.Second)
 	e.waitChannel("v2 is done on all 4 hosts", 90*time.Second)
-	e.waitFor("every host on v2", 30*time.Second, allOn("v2"))
+	e.waitFor("every host on v2", 30*time.Second, allOn(4, "v2"))
 
 	// Killed right after deciding to roll back.
 	e.release("v3", `{"healthy": false}`)
@@ -58,7 +37,7 @@ func TestCrashDuringRollout(t *testing.T) {
 	e.waitChannel("ROLLBACK v3", 90*time.Second)
 	e.sb.Kill9(t)
 	e.waitChannel("v3 rolled back", 60*time.Second)
-	e.waitFor("every host back on v2", 30*time.Second, allOn("v2"))
+	e.waitFor("every host back on v2", 30*time.Second, allOn(4, "v2"))
 	if n := strings.Count(strings.Join(e.sb.Lines(), "\n"), "resuming the rollout of v3 (rolling_back"); n != 1 {
 		t.Errorf("the restart during the rollback was announced %d times", n)
 	}

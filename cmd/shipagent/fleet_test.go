@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -60,15 +59,6 @@ func (l *lockedBuf) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
-}
-
-func freePort(t testing.TB) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func newFleetEnv(t *testing.T) *fleetEnv { return newFleetEnvWith(t, "") }
@@ -157,7 +147,7 @@ i=0; while [ ! -f "$pidf" ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done
 func (e *fleetEnv) startAgent(name, rack string, extra string) *agentProc {
 	t := e.t
 	t.Helper()
-	a := &agentProc{name: name, rack: rack, dir: t.TempDir(), appPort: freePort(t)}
+	a := &agentProc{name: name, rack: rack, dir: t.TempDir(), appPort: chattest.FreePort(t)}
 	hook := filepath.Join(a.dir, "hook.sh")
 	os.WriteFile(hook, []byte(hookScript), 0o755)
 	a.config = filepath.Join(a.dir, "shipagent.yaml")
@@ -407,4 +397,37 @@ func TestConvergence(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// allOn reports whether every one of n hosts runs v and is healthy.
+func allOn(n int, v string) func(map[string]fleet.HostState) bool {
+	return func(hs map[string]fleet.HostState) bool {
+		for _, h := range hs {
+			if !healthyOn(h, v) {
+				return false
+			}
+		}
+		return len(hs) == n
+	}
+}
+
+// fourOnR0 starts 4 agents on 2 racks, has every one run release r0, and cancels
+// r0's check-in so that !ship takes the next release. It returns a way to type in
+// the channel as a person ("dave: !ship").
+func (e *fleetEnv) fourOnR0(agentExtra string) (say func(line string)) {
+	e.t.Helper()
+	e.release("r0", `{}`)
+	for i := 0; i < 4; i++ {
+		e.startAgent(fmt.Sprintf("host%d", i), fmt.Sprintf("rack%d", i%2), agentExtra)
+	}
+	e.waitFor("4 hosts enrol", 30*time.Second, func(hs map[string]fleet.HostState) bool { return len(hs) == 4 })
+	e.set("--stage", "r0", "--active", "r0")
+	e.waitFor("every host on r0", 60*time.Second, allOn(4, "r0"))
+	say = func(line string) {
+		if _, err := fmt.Fprintln(e.sb.Stdin, line); err != nil {
+			e.t.Fatal(err)
+		}
+	}
+	say("dave: !cancel r0")
+	return say
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -23,30 +22,7 @@ func TestShipRollsOut(t *testing.T) {
   gates:
     - {name: 5xx, errors: 'demoapp_requests_total{code=~"5.."}', total: demoapp_requests_total, max_ratio: 3, max_rate: 0.2, min_samples: 30}
 `)
-	e.release("r0", `{}`)
-	for i := 0; i < 4; i++ {
-		e.startAgent(fmt.Sprintf("host%d", i), fmt.Sprintf("rack%d", i%2), "")
-	}
-	e.waitFor("4 hosts enrol", 30*time.Second, func(hs map[string]fleet.HostState) bool { return len(hs) == 4 })
-	e.set("--stage", "r0", "--active", "r0")
-	allOn := func(v string) func(map[string]fleet.HostState) bool {
-		return func(hs map[string]fleet.HostState) bool {
-			for _, h := range hs {
-				if !healthyOn(h, v) {
-					return false
-				}
-			}
-			return len(hs) == 4
-		}
-	}
-	e.waitFor("every host on r0", 60*time.Second, allOn("r0"))
-	// r0 was registered and is in check-in; drop it so !ship takes the next one.
-	say := func(line string) {
-		if _, err := fmt.Fprintln(e.sb.Stdin, line); err != nil {
-			t.Fatal(err)
-		}
-	}
-	say("dave: !cancel r0")
+	say := e.fourOnR0("")
 
 	e.release("v2", `{}`)
 	say("dave: !ship")
@@ -61,7 +37,7 @@ func TestShipRollsOut(t *testing.T) {
 	}
 	say("dave: !resume")
 	e.waitChannel("v2 is done on all 4 hosts", 90*time.Second)
-	e.waitFor("every host on v2", 30*time.Second, allOn("v2"))
+	e.waitFor("every host on v2", 30*time.Second, allOn(4, "v2"))
 
 	e.release("v3", `{"healthy": false}`)
 	say("dave: !ship")
@@ -70,7 +46,7 @@ func TestShipRollsOut(t *testing.T) {
 		t.Errorf("rollback line: %q", line)
 	}
 	e.waitChannel("v3 rolled back", 60*time.Second)
-	e.waitFor("every host back on v2", 30*time.Second, allOn("v2"))
+	e.waitFor("every host back on v2", 30*time.Second, allOn(4, "v2"))
 
 	// A release that answers half its requests with 500 passes its health check
 	// but fails the 5xx gate against the baseline.
@@ -81,7 +57,7 @@ func TestShipRollsOut(t *testing.T) {
 		t.Errorf("gate rollback line: %q", line)
 	}
 	e.waitChannel("v5 rolled back", 60*time.Second)
-	e.waitFor("every host back on v2 after v5", 30*time.Second, allOn("v2"))
+	e.waitFor("every host back on v2 after v5", 30*time.Second, allOn(4, "v2"))
 	if l := e.waitChannel("v2: tier a2 healthy: 5xx", 5*time.Second); !strings.Contains(l, "(baseline 0.0%)") {
 		t.Errorf("verdict line: %q", l)
 	}
@@ -93,7 +69,7 @@ func TestShipRollsOut(t *testing.T) {
 	say("dave: !rollback the graphs look odd")
 	e.waitChannel("ROLLBACK v4: rolled back by dave: the graphs look odd", 30*time.Second)
 	e.waitChannel("v4 rolled back", 60*time.Second)
-	e.waitFor("every host back on v2 again", 30*time.Second, allOn("v2"))
+	e.waitFor("every host back on v2 again", 30*time.Second, allOn(4, "v2"))
 	t.Logf("channel:\n%s", strings.Join(e.sb.Lines(), "\n"))
 	out, err := e.sb.CLI(t.Context(), "release", "list")
 	if err != nil || !strings.Contains(out, "v3           rolled_back") || !strings.Contains(out, "v2           done") {

@@ -17,6 +17,7 @@ import (
 
 	"github.com/anacrolix/torrent/metainfo"
 
+	"github.com/shipbot/shipbot/bot/chattest"
 	"github.com/shipbot/shipbot/distributor"
 	"github.com/shipbot/shipbot/distributor/disttest"
 	"github.com/shipbot/shipbot/distributor/seeder"
@@ -159,7 +160,7 @@ func TestAria2cDownloadsFromOurSeeder(t *testing.T) {
 	defer cancel()
 	out := filepath.Join(dir, "out")
 	cmd := exec.CommandContext(ctx, "aria2c", "--enable-dht=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",
-		"--seed-time=0", fmt.Sprintf("--listen-port=%d", freePort(t)), "--dir="+out, "--console-log-level=warn", "--summary-interval=0", tf)
+		"--seed-time=0", fmt.Sprintf("--listen-port=%d", chattest.FreePort(t)), "--dir="+out, "--console-log-level=warn", "--summary-interval=0", tf)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("aria2c: %v\n%s", err, b)
 	}
