@@ -25,8 +25,11 @@ func (v fleetView) Hosts(release string) []rollout.HostView {
 	var out []rollout.HostView
 	for _, h := range v.f.Hosts() {
 		st := h.Staged[release]
-		hv := rollout.HostView{Name: h.Host.Name, Staged: st.Done, StageFailed: st.Error, Active: h.Active, Stale: h.Stale, Metrics: h.Metrics,
+		hv := rollout.HostView{Name: h.Host.Name, Staged: st.Done, StageFailed: st.Error, Active: h.Active, Stale: h.Stale,
 			Bytes: st.Bytes, Total: st.Total, Rate: st.Rate}
+		if h.MetricsRelease == h.Active {
+			hv.Metrics = h.Metrics // counters of an earlier release would speak for this one
+		}
 		if h.Health != nil {
 			ok := h.Health.OK
 			hv.Healthy = &ok

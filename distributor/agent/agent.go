@@ -93,6 +93,10 @@ type Agent struct {
 	previous   string
 	health     *fleet.Health
 	metrics    map[string]float64
+	metricsFor string // the release active through the scrape that gave metrics
+	// gen counts activations; a probe or scrape that spans one is dropped, so a
+	// reading of the old process never speaks for the new release.
+	gen        uint64
 	lastErr    string
 	dirty      chan struct{}
 	activating sync.Mutex
@@ -475,6 +479,15 @@ func (a *Agent) activate(ctx context.Context, m *distributor.Manifest) error {
 	}
 	prev := readCurrent(dir)
 	start := time.Now()
+	a.mu.Lock()
+	a.gen++
+	a.metrics, a.metricsFor = nil, ""
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		a.gen++
+		a.mu.Unlock()
+	}()
 	if err := switchCurrent(dir, m.Version); err != nil {
 		return err
 	}
@@ -577,7 +590,7 @@ func (a *Agent) reportLoop(ctx context.Context) {
 			}
 		}
 		a.mu.Lock()
-		rep := fleet.StatusReport{Staged: map[string]fleet.StageStatus{}, Active: a.active, Previous: a.previous, Health: a.health, Error: a.lastErr, Metrics: a.metrics}
+		rep := fleet.StatusReport{Staged: map[string]fleet.StageStatus{}, Active: a.active, Previous: a.previous, Health: a.health, Error: a.lastErr, Metrics: a.metrics, MetricsRelease: a.metricsFor}
 		for k, v := range a.staged {
 			rep.Staged[k] = v
 		}
@@ -615,6 +628,9 @@ func (a *Agent) scrape(ctx context.Context) {
 	if a.cfg.Metrics.URL == "" {
 		return
 	}
+	a.mu.Lock()
+	gen, active := a.gen, a.active
+	a.mu.Unlock()
 	ctx, cancel := context.WithTimeout(ctx, a.cfg.Health.Timeout)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, "GET", a.cfg.Metrics.URL, nil)
@@ -629,7 +645,11 @@ func (a *Agent) scrape(ctx context.Context) {
 	}
 	m := health.ParseExposition(string(b), a.cfg.Metrics.Keep)
 	a.mu.Lock()
-	a.metrics = m
+	if a.gen != gen {
+		a.mu.Unlock()
+		return // an activation ran meanwhile: these may be the old process's counters
+	}
+	a.metrics, a.metricsFor = m, active
 	a.mu.Unlock()
 	a.markDirty()
 }
@@ -641,7 +661,7 @@ func (a *Agent) probe(ctx context.Context) {
 		return
 	}
 	a.mu.Lock()
-	active := a.active
+	active, gen := a.active, a.gen
 	a.mu.Unlock()
 	if active == "" {
 		return
@@ -668,6 +688,10 @@ func (a *Agent) probe(ctx context.Context) {
 	h.LatencyMS = float64(time.Since(start).Microseconds()) / 1000
 	h.At = time.Now().UTC()
 	a.mu.Lock()
+	if a.gen != gen {
+		a.mu.Unlock()
+		return // an activation ran meanwhile: the reading may be of the old process
+	}
 	changed := a.health == nil || a.health.OK != h.OK
 	a.health = h
 	a.mu.Unlock()

@@ -85,6 +85,9 @@ type StatusReport struct {
 	Error string `json:"error,omitempty"`
 	// Metrics are counters the agent scraped from its service, for the health gates.
 	Metrics map[string]float64 `json:"metrics,omitempty"`
+	// MetricsRelease is the release that was active through the whole scrape: the
+	// counters belong to it. An agent drops its counters when it activates another.
+	MetricsRelease string `json:"metrics_release,omitempty"`
 }
 
 // HostState is the registry's view of a host.
@@ -101,5 +104,7 @@ type HostState struct {
 	Health   *Health                `json:"health,omitempty"`
 	Error    string                 `json:"error,omitempty"`
 	Metrics  map[string]float64     `json:"metrics,omitempty"`
-	Desired  Desired                `json:"desired"`
+	// MetricsRelease is the release the Metrics were scraped from.
+	MetricsRelease string  `json:"metrics_release,omitempty"`
+	Desired        Desired `json:"desired"`
 }

@@ -463,9 +463,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	if rep.Health != nil {
 		st.Health = rep.Health
 	}
-	if rep.Metrics != nil {
-		st.Metrics = rep.Metrics
-	}
+	st.Metrics, st.MetricsRelease = rep.Metrics, rep.MetricsRelease
 	snap := s.snapshot(st)
 	s.mu.Unlock()
 	if s.OnReport != nil {
