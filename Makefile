@@ -2,7 +2,7 @@
 GO       ?= go
 BIN      := bin
 # Debian packages the tests drive for real: <command>:<package>.
-TEST_TOOLS := git:git ngircd:ngircd ii:ii aria2c:aria2 mktorrent:mktorrent opentracker:opentracker
+TEST_TOOLS := git:git ngircd:ngircd ii:ii aria2c:aria2 mktorrent:mktorrent opentracker:opentracker prometheus:prometheus
 
 .PHONY: all build test demo deps lint clean bench-push bench-irc bench-fleet
 

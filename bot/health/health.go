@@ -1,13 +1,16 @@
 // Package health holds the metric gates that compare a tier's hosts (the canary)
 // with the hosts still on the previous release (the baseline): a ratio of two
-// counters, such as 5xx responses over all responses, from counters the agents
-// scrape from their service and report.
+// counters the agents scrape from their service and report, such as 5xx responses
+// over all responses, or a PromQL query run against Prometheus for each side.
 package health
 
 import (
 	"fmt"
+	"math"
 	"regexp"
+	"strconv"
 	"strings"
+	"text/template"
 )
 
 // Selector picks counter samples: a metric name and label matchers, written the
@@ -147,14 +150,56 @@ func contains(xs []string, x string) bool {
 	return false
 }
 
-// Gate compares the ratio Errors/Total between canary and baseline.
+// Gate compares a measure of the canary (the hosts of the tier) with the same
+// measure of the baseline (the hosts still on their previous release). The
+// measure comes from one of two sources:
+//
+//   - agent: the ratio Errors/Total over the counters the agents scrape from
+//     their service and report (Errors and Total are set);
+//   - prometheus: a PromQL template run against Prometheus once for each side
+//     (Query is set; see Prometheus).
 type Gate struct {
-	Name       string
-	Errors     Selector
-	Total      Selector
-	MaxRatio   float64 // canary rate may be at most MaxRatio × the baseline rate (0: no check)
-	MaxRate    float64 // and at most this absolute rate (0: no check)
-	MinSamples float64 // canary Total needed for a verdict
+	Name         string
+	Errors       Selector
+	Total        Selector
+	Query        *template.Template // prometheus: the value
+	SamplesQuery *template.Template // prometheus: the sample count (optional)
+	Unit         Unit
+	MaxRatio     float64 // canary at most MaxRatio × the baseline (0: no check)
+	MaxValue     float64 // and at most this absolute value (0: no check)
+	MinSamples   float64 // canary samples needed for a verdict
+}
+
+// Prometheus reports whether the gate runs PromQL.
+func (g Gate) Prometheus() bool { return g.Query != nil }
+
+// Unit says how a gate's values read.
+type Unit string
+
+// Units.
+const (
+	UnitRatio Unit = "ratio" // shown as a percentage
+	UnitMS    Unit = "ms"
+	UnitNone  Unit = ""
+)
+
+// Format renders v in the unit: "0.4%", "118 ms", "3.2".
+func (u Unit) Format(v float64) string {
+	switch u {
+	case UnitRatio:
+		return fmt.Sprintf("%.1f%%", 100*v)
+	case UnitMS:
+		return fmt.Sprintf("%.0f ms", v)
+	}
+	return strconv.FormatFloat(v, 'g', 3, 64)
+}
+
+// Measure is one side's reading.
+type Measure struct {
+	Value   float64
+	Samples float64 // how many observations Value rests on; NaN when unknown
+	OK      bool    // there was data
+	Err     string  // why there is no reading (a query failed)
 }
 
 // Verdict of one gate.
@@ -170,17 +215,29 @@ const (
 // Result is a gate's verdict with its numbers.
 type Result struct {
 	Gate             string
+	Unit             Unit
 	Verdict          Verdict
-	Canary, Baseline float64 // rates
-	Samples          float64 // canary Total
+	Canary, Baseline float64
+	Samples          float64 // canary samples
 	HaveBaseline     bool
+	NoData           bool // the canary's measure gave nothing
+	Err              string
 }
 
-// String renders "5xx 0.4% (baseline 0.5%)".
+// String renders "5xx 0.4% (baseline 0.5%)" or "p99 118 ms (baseline 121 ms)".
 func (r Result) String() string {
-	s := fmt.Sprintf("%s %.1f%%", r.Gate, 100*r.Canary)
+	switch {
+	case r.Err != "":
+		return fmt.Sprintf("%s: %s", r.Gate, r.Err)
+	case r.NoData && r.Samples > 0:
+		// The classic: errors/total where no error series exists yet.
+		return fmt.Sprintf("%s: no data from the query although there are %.0f samples (a ratio whose numerator has no series gives nothing: add `or vector(0)`)", r.Gate, r.Samples)
+	case r.NoData:
+		return r.Gate + ": no data yet"
+	}
+	s := r.Gate + " " + r.Unit.Format(r.Canary)
 	if r.HaveBaseline {
-		s += fmt.Sprintf(" (baseline %.1f%%)", 100*r.Baseline)
+		s += " (baseline " + r.Unit.Format(r.Baseline) + ")"
 	}
 	if r.Verdict == Inconclusive {
 		s += fmt.Sprintf(", only %.0f samples", r.Samples)
@@ -188,30 +245,46 @@ func (r Result) String() string {
 	return s
 }
 
-// Evaluate runs the gate on the canary's and the baseline's reported counters.
+// Counters measures hosts' reported counters: Errors/Total, with Total as samples.
+func (g Gate) Counters(hosts []map[string]float64) Measure {
+	var e, t float64
+	for _, m := range hosts {
+		e += g.Errors.Sum(m)
+		t += g.Total.Sum(m)
+	}
+	if t <= 0 {
+		return Measure{Samples: t}
+	}
+	return Measure{Value: e / t, Samples: t, OK: true}
+}
+
+// Evaluate runs an agent-source gate on the canary's and the baseline's counters.
 func (g Gate) Evaluate(canary, baseline []map[string]float64) Result {
-	sum := func(hosts []map[string]float64, s Selector) float64 {
-		var t float64
-		for _, m := range hosts {
-			t += s.Sum(m)
-		}
-		return t
+	return g.Judge(g.Counters(canary), g.Counters(baseline))
+}
+
+// Judge compares the two readings. Without enough canary data the verdict is
+// Inconclusive; without a baseline only the absolute cap applies.
+func (g Gate) Judge(canary, baseline Measure) Result {
+	r := Result{Gate: g.Name, Unit: g.Unit, Canary: canary.Value, Samples: canary.Samples, Err: canary.Err, NoData: !canary.OK}
+	if r.Err == "" && baseline.Err != "" {
+		r.Err = "baseline: " + baseline.Err
 	}
-	r := Result{Gate: g.Name}
-	ce, ct := sum(canary, g.Errors), sum(canary, g.Total)
-	r.Samples = ct
-	if ct > 0 {
-		r.Canary = ce / ct
+	if baseline.OK {
+		r.Baseline, r.HaveBaseline = baseline.Value, true
 	}
-	if be, bt := sum(baseline, g.Errors), sum(baseline, g.Total); bt > 0 {
-		r.Baseline, r.HaveBaseline = be/bt, true
+	// A ratio of a few errors per thousand is noise whatever the baseline says.
+	floor := 0.0
+	if g.Unit == UnitRatio {
+		floor = 0.001
 	}
+	enough := r.Err == "" && canary.OK && (math.IsNaN(canary.Samples) || canary.Samples >= max(1, g.MinSamples))
 	switch {
-	case ct < max(1, g.MinSamples):
+	case !enough:
 		r.Verdict = Inconclusive
-	case g.MaxRate > 0 && r.Canary > g.MaxRate:
+	case g.MaxValue > 0 && r.Canary > g.MaxValue:
 		r.Verdict = Fail
-	case g.MaxRatio > 0 && r.HaveBaseline && r.Canary > g.MaxRatio*r.Baseline && r.Canary > 0.001:
+	case g.MaxRatio > 0 && r.HaveBaseline && r.Canary > g.MaxRatio*r.Baseline && r.Canary > floor:
 		r.Verdict = Fail
 	default:
 		r.Verdict = Pass

@@ -44,7 +44,7 @@ func TestSelectorsOnExposition(t *testing.T) {
 func TestGate(t *testing.T) {
 	errs, _ := health.ParseSelector(`req{code=~"5.."}`)
 	total, _ := health.ParseSelector(`req`)
-	g := health.Gate{Name: "5xx", Errors: errs, Total: total, MaxRatio: 2, MaxRate: 0.2, MinSamples: 100}
+	g := health.Gate{Name: "5xx", Errors: errs, Total: total, MaxRatio: 2, MaxValue: 0.2, MinSamples: 100, Unit: health.UnitRatio}
 	host := func(ok, bad float64) map[string]float64 {
 		return map[string]float64{`req{code="200"}`: ok, `req{code="500"}`: bad}
 	}

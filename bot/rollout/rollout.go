@@ -7,9 +7,6 @@
 //
 // Every transition is saved before its effects, and the effects (desired state) are
 // idempotent, so after a crash Step simply continues from the saved state.
-//
-// Work in progress: the agent-health gate only; metric gates, the chat commands and
-// the wiring to !ship come next (issue "rollout engine").
 package rollout
 
 import (
@@ -132,6 +129,8 @@ type Engine struct {
 	// Committers renders mentions of a release's committers for the rollback line;
 	// optional.
 	Committers func(ctx context.Context, release string) string
+	// Prometheus runs the gates whose source is prometheus; optional.
+	Prometheus *health.Prometheus
 	Clock      clockwork.Clock
 	Log        *zap.Logger
 }
@@ -367,7 +366,7 @@ func (e *Engine) stepBaking(ctx context.Context, s *State, hosts map[string]Host
 	if now.Sub(s.Since) < t.Bake && !s.Promote {
 		return nil
 	}
-	numbers, failed, waiting := e.gates(s, hosts)
+	numbers, failed, waiting := e.gates(ctx, s, hosts)
 	if failed != "" {
 		return e.rollback(ctx, s, fmt.Sprintf("tier %s failed its gates: %s", t.Name, failed))
 	}
@@ -408,26 +407,47 @@ func (e *Engine) stepBaking(ctx context.Context, s *State, hosts map[string]Host
 // gates evaluates every gate on the tier's hosts against the baseline (the hosts
 // still on their previous release). It returns the numbers of all gates, the
 // failing ones, and the ones without enough data.
-func (e *Engine) gates(s *State, hosts map[string]HostView) (numbers, failed, waiting string) {
+func (e *Engine) gates(ctx context.Context, s *State, hosts map[string]HostView) (numbers, failed, waiting string) {
 	if len(e.Config.Gates) == 0 {
 		return "", "", ""
 	}
 	on := map[string]bool{}
 	var canary, baseline []map[string]float64
+	var canaryHosts, baseHosts []string
+	baseVersions := map[string]int{}
 	for _, n := range s.Activated {
 		on[n] = true
-		if h := hosts[n]; h.Active == s.Release && h.Metrics != nil {
-			canary = append(canary, h.Metrics)
+		if h := hosts[n]; h.Active == s.Release {
+			canaryHosts = append(canaryHosts, n)
+			if h.Metrics != nil {
+				canary = append(canary, h.Metrics)
+			}
 		}
 	}
 	for _, n := range s.Hosts {
-		if h := hosts[n]; !on[n] && h.Metrics != nil && h.Active == s.Baseline[n] {
-			baseline = append(baseline, h.Metrics)
+		if h := hosts[n]; !on[n] && h.Active != "" && h.Active == s.Baseline[n] {
+			baseHosts = append(baseHosts, n)
+			baseVersions[h.Active]++
+			if h.Metrics != nil {
+				baseline = append(baseline, h.Metrics)
+			}
+		}
+	}
+	// The baseline's version for the PromQL templates: what most of them run.
+	var baseVersion string
+	for v, c := range baseVersions {
+		if c > baseVersions[baseVersion] || (c == baseVersions[baseVersion] && v < baseVersion) {
+			baseVersion = v
 		}
 	}
 	var all, bad, wait []string
 	for _, g := range e.Config.Gates {
-		r := g.Evaluate(canary, baseline)
+		var r health.Result
+		if g.Prometheus() {
+			r = e.promGate(ctx, g, s.Release, baseVersion, canaryHosts, baseHosts)
+		} else {
+			r = g.Evaluate(canary, baseline)
+		}
 		all = append(all, r.String())
 		switch r.Verdict {
 		case health.Fail:
@@ -437,6 +457,15 @@ func (e *Engine) gates(s *State, hosts map[string]HostView) (numbers, failed, wa
 		}
 	}
 	return strings.Join(all, ", "), strings.Join(bad, ", "), strings.Join(wait, ", ")
+}
+
+func (e *Engine) promGate(ctx context.Context, g health.Gate, release, base string, canaryHosts, baseHosts []string) health.Result {
+	if e.Prometheus == nil {
+		return health.Result{Gate: g.Name, Verdict: health.Inconclusive, Err: "no prometheus is configured"}
+	}
+	c := e.Prometheus.Measure(ctx, g, health.NewVars(release, release, base, canaryHosts))
+	b := e.Prometheus.Measure(ctx, g, health.NewVars(base, release, base, baseHosts))
+	return g.Judge(c, b)
 }
 
 // Rollback ends a running rollout by sending every activated host back, for !abort

@@ -340,7 +340,7 @@ func gate(t *testing.T) health.Gate {
 		t.Fatal(err)
 	}
 	all, _ := health.ParseSelector(`req`)
-	return health.Gate{Name: "5xx", Errors: e, Total: all, MaxRatio: 2, MinSamples: 100}
+	return health.Gate{Name: "5xx", Errors: e, Total: all, MaxRatio: 2, MinSamples: 100, Unit: health.UnitRatio}
 }
 
 func TestMetricGate(t *testing.T) {
@@ -367,7 +367,7 @@ func TestMetricGate(t *testing.T) {
 	f.eng.Config.MaxInconclusive = 3
 	s, _ = f.eng.Start(context.Background(), nil, "v2")
 	f.run(t, s)
-	if s.Phase != rollout.PhaseRolledBack || !strings.Contains(s.Reason, "inconclusive after 4 looks: 5xx 0.0%, only 0 samples") {
+	if s.Phase != rollout.PhaseRolledBack || !strings.Contains(s.Reason, "inconclusive after 4 looks: 5xx: no data yet") {
 		t.Errorf("no data: %s, %q", s.Phase, s.Reason)
 	}
 }

@@ -32,6 +32,8 @@ type fleetEnv struct {
 	pub      string
 	token    string
 	agents   map[string]*agentProc
+	// appPorts fixes the demoapp port of named agents (others get a free one).
+	appPorts map[string]int
 }
 
 type agentProc struct {
@@ -147,7 +149,10 @@ i=0; while [ ! -f "$pidf" ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done
 func (e *fleetEnv) startAgent(name, rack string, extra string) *agentProc {
 	t := e.t
 	t.Helper()
-	a := &agentProc{name: name, rack: rack, dir: t.TempDir(), appPort: chattest.FreePort(t)}
+	a := &agentProc{name: name, rack: rack, dir: t.TempDir(), appPort: e.appPorts[name]}
+	if a.appPort == 0 {
+		a.appPort = chattest.FreePort(t)
+	}
 	hook := filepath.Join(a.dir, "hook.sh")
 	os.WriteFile(hook, []byte(hookScript), 0o755)
 	a.config = filepath.Join(a.dir, "shipagent.yaml")

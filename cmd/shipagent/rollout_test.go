@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shipbot/shipbot/bot/httpapi"
 	"github.com/shipbot/shipbot/distributor/fleet"
 )
 
@@ -58,6 +59,9 @@ func TestShipRollsOut(t *testing.T) {
 	}
 	e.waitChannel("v5 rolled back", 60*time.Second)
 	e.waitFor("every host back on v2 after v5", 30*time.Second, allOn(4, "v2"))
+	if phases, reason := e.rolloutEvents("v5"); len(phases) == 0 || phases[len(phases)-1] != "rolled_back tier 0" || !strings.HasPrefix(reason, "tier a2 failed its gates: 5xx") {
+		t.Errorf("v5 in the audit log: %v, %q", phases, reason)
+	}
 	if l := e.waitChannel("v2: tier a2 healthy: 5xx", 5*time.Second); !strings.Contains(l, "(baseline 0.0%)") {
 		t.Errorf("verdict line: %q", l)
 	}
@@ -102,4 +106,23 @@ func (e *fleetEnv) waitChannel(sub string, d time.Duration) string {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// rolloutEvents reads the store's audit log through the API and returns the
+// rollout transitions of release ("staging tier 0", ..., "rolled_back tier 0")
+// and the reason recorded with the last one.
+func (e *fleetEnv) rolloutEvents(release string) (phases []string, reason string) {
+	e.t.Helper()
+	c := &httpapi.Client{BaseURL: e.sb.URL, Token: e.sb.Token}
+	evs, err := c.Audit(e.t.Context(), 0)
+	if err != nil {
+		e.t.Fatalf("audit log: %v", err)
+	}
+	for _, ev := range evs {
+		if ev.Kind == "rollout" && ev.Release == release {
+			phases = append(phases, ev.Text)
+			reason = ev.Reply
+		}
+	}
+	return phases, reason
 }

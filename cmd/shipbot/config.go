@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"os"
 	"regexp"
 	"strings"
@@ -48,24 +49,40 @@ type FleetConfig struct {
 
 // RolloutConfig is the rollout: section.
 type RolloutConfig struct {
-	Tiers            []TierConfig  `yaml:"tiers"`
-	StageTimeout     time.Duration `yaml:"stage_timeout"`      // default 30m
-	MaxStageFailures float64       `yaml:"max_stage_failures"` // share of hosts; default 0.05
-	SwitchTimeout    time.Duration `yaml:"switch_timeout"`     // default 5m
-	Tick             time.Duration `yaml:"tick"`               // how often the engine looks; default 1s
-	Gates            []GateConfig  `yaml:"gates"`
-	MaxInconclusive  int           `yaml:"max_inconclusive"` // looks without enough data before a tier fails; default 10
+	Tiers            []TierConfig      `yaml:"tiers"`
+	StageTimeout     time.Duration     `yaml:"stage_timeout"`      // default 30m
+	MaxStageFailures float64           `yaml:"max_stage_failures"` // share of hosts; default 0.05
+	SwitchTimeout    time.Duration     `yaml:"switch_timeout"`     // default 5m
+	Tick             time.Duration     `yaml:"tick"`               // how often the engine looks; default 1s
+	Gates            []GateConfig      `yaml:"gates"`
+	MaxInconclusive  int               `yaml:"max_inconclusive"` // looks without enough data before a tier fails; default 10
+	Prometheus       *PrometheusConfig `yaml:"prometheus"`
+	// RollbackOnRestart: a rollout found running when shipbot starts is rolled
+	// back instead of resumed.
+	RollbackOnRestart bool `yaml:"rollback_on_restart"`
 }
 
-// GateConfig is a metric gate: the ratio errors/total on the tier's hosts against
-// the baseline's, from the counters the agents report.
+// GateConfig is a metric gate: a measure of the tier's hosts against the same
+// measure of the baseline. Source agent (the default): the ratio errors/total of
+// the counters the agents report. Source prometheus: the PromQL template query.
 type GateConfig struct {
 	Name       string  `yaml:"name"`
-	Errors     string  `yaml:"errors"` // a selector: name{label=~"regex"}
+	Source     string  `yaml:"source"` // agent or prometheus
+	Errors     string  `yaml:"errors"` // agent: a selector, name{label=~"regex"}
 	Total      string  `yaml:"total"`
-	MaxRatio   float64 `yaml:"max_ratio"`   // canary rate at most this times the baseline's
-	MaxRate    float64 `yaml:"max_rate"`    // and at most this absolute rate
-	MinSamples float64 `yaml:"min_samples"` // canary total needed for a verdict
+	Query      string  `yaml:"query"`       // prometheus: a PromQL template giving one number
+	Samples    string  `yaml:"samples"`     // prometheus: a PromQL template giving the sample count
+	Unit       string  `yaml:"unit"`        // prometheus: ratio, ms or none
+	MaxRatio   float64 `yaml:"max_ratio"`   // canary at most this times the baseline
+	MaxRate    float64 `yaml:"max_rate"`    // agent: and at most this absolute rate
+	MaxValue   float64 `yaml:"max_value"`   // prometheus: and at most this value
+	MinSamples float64 `yaml:"min_samples"` // canary samples needed for a verdict
+}
+
+// PrometheusConfig is where the prometheus gates send their queries.
+type PrometheusConfig struct {
+	URL     string        `yaml:"url"`
+	Timeout time.Duration `yaml:"timeout"` // per query; default 10s
 }
 
 // TierConfig is one tier.
@@ -114,8 +131,20 @@ func (r *RolloutConfig) validate() error {
 		}
 	}
 	for i, g := range r.Gates {
-		if _, err := g.gate(); err != nil {
+		gate, err := g.gate()
+		if err != nil {
 			return fmt.Errorf("rollout.gates[%d]: %w", i, err)
+		}
+		if gate.Prometheus() && (r.Prometheus == nil || r.Prometheus.URL == "") {
+			return fmt.Errorf("rollout.gates[%d]: source prometheus needs rollout.prometheus.url", i)
+		}
+	}
+	if p := r.Prometheus; p != nil {
+		if u, err := url.Parse(p.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("rollout.prometheus.url: %q is not an http(s) URL", p.URL)
+		}
+		if p.Timeout < 0 {
+			return errors.New("rollout.prometheus.timeout: must be positive")
 		}
 	}
 	if last := r.Tiers[len(r.Tiers)-1].Hosts; last != "100%" {
@@ -131,18 +160,56 @@ func (g GateConfig) gate() (health.Gate, error) {
 	if g.Name == "" {
 		return health.Gate{}, errors.New("name: required")
 	}
-	e, err := health.ParseSelector(g.Errors)
-	if err != nil {
-		return health.Gate{}, fmt.Errorf("errors: %w", err)
+	if g.MaxRatio < 0 || g.MaxRate < 0 || g.MaxValue < 0 || g.MinSamples < 0 {
+		return health.Gate{}, errors.New("max_ratio, max_rate, max_value and min_samples cannot be negative")
 	}
-	t, err := health.ParseSelector(g.Total)
-	if err != nil {
-		return health.Gate{}, fmt.Errorf("total: %w", err)
+	gate := health.Gate{Name: g.Name, MaxRatio: g.MaxRatio, MinSamples: g.MinSamples}
+	switch g.Source {
+	case "", "agent":
+		if g.Query != "" || g.Samples != "" || g.MaxValue != 0 || g.Unit != "" {
+			return health.Gate{}, errors.New("query, samples, unit and max_value are for source: prometheus; an agent gate has errors, total and max_rate")
+		}
+		var err error
+		if gate.Errors, err = health.ParseSelector(g.Errors); err != nil {
+			return health.Gate{}, fmt.Errorf("errors: %w", err)
+		}
+		if gate.Total, err = health.ParseSelector(g.Total); err != nil {
+			return health.Gate{}, fmt.Errorf("total: %w", err)
+		}
+		gate.MaxValue, gate.Unit = g.MaxRate, health.UnitRatio
+	case "prometheus":
+		if g.Errors != "" || g.Total != "" || g.MaxRate != 0 {
+			return health.Gate{}, errors.New("errors, total and max_rate are for source: agent; a prometheus gate has query, samples, unit and max_value")
+		}
+		if g.Query == "" {
+			return health.Gate{}, errors.New("query: required for source: prometheus")
+		}
+		var err error
+		if gate.Query, err = health.ParseQuery(g.Name, g.Query); err != nil {
+			return health.Gate{}, fmt.Errorf("query: %w (the template knows .Version .Release .Baseline .Hosts .HostList)", err)
+		}
+		if g.Samples != "" {
+			if gate.SamplesQuery, err = health.ParseQuery(g.Name+" samples", g.Samples); err != nil {
+				return health.Gate{}, fmt.Errorf("samples: %w (the template knows .Version .Release .Baseline .Hosts .HostList)", err)
+			}
+		} else if g.MinSamples > 0 {
+			return health.Gate{}, errors.New("min_samples needs a samples query")
+		}
+		switch health.Unit(g.Unit) {
+		case health.UnitRatio, health.UnitMS:
+			gate.Unit = health.Unit(g.Unit)
+		case "", "none":
+		default:
+			return health.Gate{}, fmt.Errorf("unit: %q; use ratio, ms or none", g.Unit)
+		}
+		gate.MaxValue = g.MaxValue
+	default:
+		return health.Gate{}, fmt.Errorf("source: %q; use agent or prometheus", g.Source)
 	}
-	if g.MaxRatio <= 0 && g.MaxRate <= 0 {
-		return health.Gate{}, errors.New("set max_ratio, max_rate or both")
+	if gate.MaxRatio == 0 && gate.MaxValue == 0 {
+		return health.Gate{}, errors.New("set max_ratio, an absolute cap (max_rate for agent, max_value for prometheus), or both")
 	}
-	return health.Gate{Name: g.Name, Errors: e, Total: t, MaxRatio: g.MaxRatio, MaxRate: g.MaxRate, MinSamples: g.MinSamples}, nil
+	return gate, nil
 }
 
 // Engine config for the rollout engine.

@@ -73,6 +73,14 @@ func TestConfigErrors(t *testing.T) {
 		{"bad chat", base + "chat: telegram\n", `chat: "telegram"`},
 		{"bad log level", base + "log: {level: loud}\n", "log.level"},
 		{"empty", "", "empty"},
+		{"gate source", base + "rollout:\n  gates: [{name: x, source: graphite}]\n", `rollout.gates[0]: source: "graphite"`},
+		{"agent gate with a query", base + "rollout:\n  gates: [{name: x, errors: a, total: b, max_rate: 0.1, query: up}]\n", "query, samples, unit and max_value are for source: prometheus"},
+		{"prometheus gate without url", base + "rollout:\n  gates: [{name: x, source: prometheus, query: up, max_value: 1}]\n", "needs rollout.prometheus.url"},
+		{"prometheus gate, bad template", base + "rollout:\n  prometheus: {url: \"http://p:9090\"}\n  gates: [{name: x, source: prometheus, query: '{{.Versoin}}', max_value: 1}]\n", "the template knows .Version"},
+		{"prometheus min_samples alone", base + "rollout:\n  prometheus: {url: \"http://p:9090\"}\n  gates: [{name: x, source: prometheus, query: up, max_value: 1, min_samples: 5}]\n", "min_samples needs a samples query"},
+		{"prometheus bad unit", base + "rollout:\n  prometheus: {url: \"http://p:9090\"}\n  gates: [{name: x, source: prometheus, query: up, max_value: 1, unit: furlongs}]\n", `unit: "furlongs"`},
+		{"gate without a cap", base + "rollout:\n  gates: [{name: x, errors: a, total: b}]\n", "set max_ratio"},
+		{"bad prometheus url", base + "rollout:\n  prometheus: {url: \"p:9090\"}\n", "rollout.prometheus.url"},
 		{"wrong type", base + "people: 3\n", "line"},
 	}
 	for _, c := range cases {

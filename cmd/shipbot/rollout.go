@@ -74,6 +74,9 @@ type rollouts struct {
 	clock clockwork.Clock
 	log   *zap.Logger
 	tick  time.Duration
+	// rollbackOnRestart rolls back, instead of resuming, a rollout found running
+	// at start.
+	rollbackOnRestart bool
 
 	mu  sync.Mutex
 	cur *rollout.State
@@ -119,10 +122,21 @@ func (r *rollouts) Run(ctx context.Context) error {
 		r.cur = cur
 		r.publish()
 		r.mu.Unlock()
-		r.bot.Say(ctx, bot.Post{Text: fmt.Sprintf("shipbot restarted: resuming the rollout of %s (%s, tier %d, %d of %d hosts activated)",
-			cur.Release, cur.Phase, cur.Tier, len(cur.Activated), len(cur.Hosts)), Priority: bot.PriorityNormal})
-		if err := r.eng.Resume(ctx, cur); err != nil {
-			r.log.Error("resume rollout", zap.Error(err))
+		switch {
+		case r.rollbackOnRestart && cur.Phase != rollout.PhaseRollingBack:
+			r.mu.Lock()
+			err := r.eng.Rollback(ctx, cur, fmt.Sprintf("shipbot restarted during the rollout (%s, tier %d) and rollout.rollback_on_restart is set", cur.Phase, cur.Tier))
+			r.publish()
+			r.mu.Unlock()
+			if err != nil {
+				r.log.Error("roll back on restart", zap.Error(err))
+			}
+		default:
+			r.bot.Say(ctx, bot.Post{Text: fmt.Sprintf("shipbot restarted: resuming the rollout of %s (%s, tier %d, %d of %d hosts activated)",
+				cur.Release, cur.Phase, cur.Tier, len(cur.Activated), len(cur.Hosts)), Priority: bot.PriorityNormal})
+			if err := r.eng.Resume(ctx, cur); err != nil {
+				r.log.Error("resume rollout", zap.Error(err))
+			}
 		}
 	}
 	t := r.clock.NewTicker(r.tick)

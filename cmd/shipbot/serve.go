@@ -20,6 +20,7 @@ import (
 
 	"github.com/shipbot/shipbot/bot"
 	"github.com/shipbot/shipbot/bot/console"
+	"github.com/shipbot/shipbot/bot/health"
 	"github.com/shipbot/shipbot/bot/httpapi"
 	"github.com/shipbot/shipbot/bot/irc"
 	"github.com/shipbot/shipbot/bot/rollout"
@@ -173,10 +174,17 @@ func (s *server) openPush(mux *http.ServeMux, apiToken string, clock clockwork.C
 	mux.Handle("/scrape", th)
 	mux.Handle("/webseed/", http.StripPrefix("/webseed", p.seeder.WebseedHandler()))
 	s.push = p
+	eng := &rollout.Engine{Config: s.cfg.Rollout.engine(), Fleet: fleetView{p.fleet}, Store: s.db, Say: s.bot.Say,
+		Committers: s.bot.CommitterMentions, Clock: clock, Log: s.log.Named("rollout")}
+	if pc := s.cfg.Rollout.Prometheus; pc != nil {
+		timeout := pc.Timeout
+		if timeout == 0 {
+			timeout = 10 * time.Second
+		}
+		eng.Prometheus = &health.Prometheus{URL: pc.URL, Client: &http.Client{Timeout: timeout}}
+	}
 	s.rollouts = &rollouts{db: s.db, bot: s.bot, clock: clock, log: s.log.Named("rollout"), tick: s.cfg.Rollout.Tick,
-		eng: &rollout.Engine{Config: s.cfg.Rollout.engine(), Fleet: fleetView{p.fleet}, Store: s.db, Say: s.bot.Say,
-			Committers: s.bot.CommitterMentions,
-			Clock:      clock, Log: s.log.Named("rollout")}}
+		rollbackOnRestart: s.cfg.Rollout.RollbackOnRestart, eng: eng}
 	s.bot.OnShip = s.rollouts.onShip
 	s.bot.EnableRollouts(s.rollouts)
 	// Seed again what hosts are to hold, so a restart does not strand a push.
