@@ -4,7 +4,7 @@ BIN      := bin
 # Debian packages the tests drive for real: <command>:<package>.
 TEST_TOOLS := git:git ngircd:ngircd ii:ii aria2c:aria2 mktorrent:mktorrent opentracker:opentracker prometheus:prometheus
 
-.PHONY: all build test demo deps lint clean bench-push bench-irc bench-fleet
+.PHONY: all build test demo deps lint clean bench-push bench-irc bench-fleet bench-rollout
 
 all: build
 
@@ -34,6 +34,11 @@ deps:
 bench-push: deps
 	$(GO) build -o $(BIN)/benchpush ./cmd/benchpush
 	$(BIN)/benchpush $(BENCH_FLAGS)
+
+## bench-rollout: !ship to done for 8 real agents with zero bake, and a failing
+## verdict to every host back on the previous release.
+bench-rollout:
+	$(GO) test -run '^$$' -bench BenchmarkRollout -benchtime 1x ./cmd/shipagent
 
 ## bench-fleet: desired-state latency, CPU and RSS of shipbot with 1k and 10k simulated agents.
 bench-fleet:

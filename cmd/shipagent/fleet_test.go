@@ -24,7 +24,7 @@ import (
 
 // fleetEnv is a real shipbot with its fleet API on, and real shipagents.
 type fleetEnv struct {
-	t        *testing.T
+	t        testing.TB
 	sb       *chattest.Shipbot
 	shipbot  string
 	agentBin string
@@ -63,11 +63,15 @@ func (l *lockedBuf) String() string {
 	return l.b.String()
 }
 
-func newFleetEnv(t *testing.T) *fleetEnv { return newFleetEnvWith(t, "") }
+func newFleetEnv(t testing.TB) *fleetEnv { return newFleetEnvWith(t, "") }
 
 // newFleetEnvWith adds extra to shipbot's config.
-func newFleetEnvWith(t *testing.T, extra string) *fleetEnv {
-	e := &fleetEnv{t: t, shipbot: chattest.Build(t, "./cmd/shipbot"), agentBin: chattest.Build(t, "./cmd/shipagent"),
+func newFleetEnvWith(t testing.TB, extra string) *fleetEnv {
+	build := chattest.Build
+	if _, bench := t.(*testing.B); bench {
+		build = chattest.BuildPlain // figures of race-detector builds would mislead
+	}
+	e := &fleetEnv{t: t, shipbot: build(t, "./cmd/shipbot"), agentBin: build(t, "./cmd/shipagent"),
 		demoapp: chattest.BuildPlain(t, "./cmd/demoapp"), token: "fleet-secret-token", agents: map[string]*agentProc{}}
 	keys := t.TempDir()
 	if out, err := exec.Command(e.shipbot, "keygen", "--dir", keys).CombinedOutput(); err != nil {

@@ -369,6 +369,9 @@ func (a *Agent) apply(ctx context.Context, d fleet.DesiredResponse) {
 		a.manifests[m.Release], a.signed[m.Release] = m, s
 		a.startFetch(ctx, m)
 	}
+	if d.Active != a.wantActive {
+		a.log.Info("told to activate", zap.String("release", d.Active), zap.Uint64("generation", d.Generation))
+	}
 	a.wantActive = d.Active
 	a.markDirty()
 	go a.maybeActivate(ctx)
@@ -470,6 +473,7 @@ func (a *Agent) maybeActivate(ctx context.Context) {
 // switches back and re-runs the hook for the previous release.
 func (a *Agent) activate(ctx context.Context, m *distributor.Manifest) error {
 	dir := a.cfg.ReleasesDir
+	start := time.Now()
 	if !a.f.Verified(m) {
 		return fmt.Errorf("release %s is not verified on disk", m.Release)
 	}
@@ -478,7 +482,6 @@ func (a *Agent) activate(ctx context.Context, m *distributor.Manifest) error {
 		return err
 	}
 	prev := readCurrent(dir)
-	start := time.Now()
 	a.mu.Lock()
 	a.gen++
 	a.metrics, a.metricsFor = nil, ""
