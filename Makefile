@@ -11,9 +11,10 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## demo: a whole check-in round in this terminal, on an embedded config.
-demo:
-	$(GO) run ./cmd/shipbot demo
+## demo: a whole release on this machine: 12 real agents in 3 racks, a good build
+## that goes everywhere and a bad one that is rolled back. DEMO_FLAGS=--interactive, --irc, ...
+demo: build
+	$(BIN)/shipbot demo $(DEMO_FLAGS)
 
 ## test: install what the tests need, then vet and run every test with the race detector.
 test: deps lint

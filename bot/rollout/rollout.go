@@ -89,6 +89,8 @@ type State struct {
 	Inconclusive int `json:"inconclusive"`
 	// ProgressAt is when staging progress was last posted (not saved).
 	ProgressAt time.Time `json:"-"`
+	// ProgressBytes is how much the hosts held then, for the aggregate rate.
+	ProgressBytes int64 `json:"-"`
 	Reason     string    `json:"reason"` // why it rolled back
 }
 
@@ -281,9 +283,11 @@ func (e *Engine) stagingProgress(ctx context.Context, s *State, hosts map[string
 	if now.Sub(s.ProgressAt) < every {
 		return
 	}
-	s.ProgressAt = now
 	var rate float64
-	var left int64
+	var left, held int64
+	for _, n := range s.Hosts {
+		held += hosts[n].Bytes
+	}
 	type slow struct {
 		name string
 		pct  float64
@@ -299,6 +303,11 @@ func (e *Engine) stagingProgress(ctx context.Context, s *State, hosts map[string
 		}
 		behind = append(behind, slow{n, pct})
 	}
+	// The rate since the last line beats the hosts' own momentary rates.
+	if dt := now.Sub(s.ProgressAt); !s.ProgressAt.IsZero() && dt > 0 && held >= s.ProgressBytes {
+		rate = float64(held-s.ProgressBytes) / dt.Seconds()
+	}
+	s.ProgressAt, s.ProgressBytes = now, held
 	sort.Slice(behind, func(i, j int) bool { return behind[i].pct < behind[j].pct })
 	line := fmt.Sprintf("%s staging: %d/%d hosts, %s/s", s.Release, len(staged), len(s.Hosts), bot.HumanBytes(int64(rate)))
 	if rate > 0 && left > 0 {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -67,7 +68,13 @@ func cmdServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return err
 		}
 	}
-	s, err := openServer(cfg, token, chat, clockwork.NewRealClock(), log)
+	sec := secrets{APIToken: token, FleetToken: os.Getenv(EnvFleetToken)}
+	if sec.FleetToken != "" {
+		if sec.SigningKey, err = loadSigningKey(); err != nil {
+			return err
+		}
+	}
+	s, err := openServer(cfg, sec, chat, clockwork.NewRealClock(), log)
 	if err != nil {
 		return err
 	}
@@ -100,9 +107,18 @@ type server struct {
 
 var errChatEnded = errors.New("chat input ended")
 
+// secrets come from the environment (serve) or are made up (demo); never from the
+// config file.
+type secrets struct {
+	APIToken   string
+	FleetToken string             // turns the fleet API on
+	SigningKey ed25519.PrivateKey // signs manifests; required with FleetToken
+}
+
 // openServer opens the store and binds the listen address first, so a store in use
 // or a port conflict is reported before anything starts.
-func openServer(cfg *Config, token string, chat bot.Adapter, clock clockwork.Clock, log *zap.Logger) (*server, error) {
+func openServer(cfg *Config, sec secrets, chat bot.Adapter, clock clockwork.Clock, log *zap.Logger) (*server, error) {
+	token := sec.APIToken
 	dir, err := cfg.Directory()
 	if err != nil {
 		return nil, err
@@ -126,8 +142,8 @@ func openServer(cfg *Config, token string, chat bot.Adapter, clock clockwork.Clo
 	api := &httpapi.Server{Bot: s.bot, DB: db, Artifacts: s.artifacts, Token: token, Log: log.Named("api")}
 	top := http.NewServeMux()
 	top.Handle("/", api.Handler())
-	if os.Getenv(EnvFleetToken) != "" {
-		if err := s.openPush(top, token, clock); err != nil {
+	if sec.FleetToken != "" {
+		if err := s.openPush(top, sec, clock); err != nil {
 			ln.Close()
 			db.Close()
 			return nil, err
@@ -142,10 +158,10 @@ func openServer(cfg *Config, token string, chat bot.Adapter, clock clockwork.Clo
 
 // openPush starts the seeder, the tracker and the fleet API, and seeds again every
 // release that some host is to hold.
-func (s *server) openPush(mux *http.ServeMux, apiToken string, clock clockwork.Clock) error {
-	key, err := loadSigningKey()
-	if err != nil {
-		return err
+func (s *server) openPush(mux *http.ServeMux, sec secrets, clock clockwork.Clock) error {
+	key := sec.SigningKey
+	if key == nil {
+		return errors.New("the fleet API needs a signing key: set " + EnvSigningKeyFile)
 	}
 	base := strings.TrimRight(s.cfg.PublicURL, "/")
 	if base == "" {
@@ -157,7 +173,7 @@ func (s *server) openPush(mux *http.ServeMux, apiToken string, clock clockwork.C
 	if err := p.seeder.Open(); err != nil {
 		return err
 	}
-	p.fleet = &fleet.Server{Store: s.db, Publisher: p, Token: os.Getenv(EnvFleetToken), AdminToken: apiToken,
+	p.fleet = &fleet.Server{Store: s.db, Publisher: p, Token: sec.FleetToken, AdminToken: sec.APIToken,
 		StaleAfter: s.cfg.Fleet.StaleAfter, ReportEvery: s.cfg.Fleet.ReportEvery, WebseedBase: base + "/webseed/",
 		Clock: clock, Log: s.log.Named("fleet")}
 	p.tracker = &tracker.Tracker{Registry: p.fleet, Secret: derive(key, "tracker"), Clock: clock, Log: s.log.Named("tracker")}
