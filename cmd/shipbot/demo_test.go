@@ -1,0 +1,169 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/shipbot/shipbot/bot/chattest"
+)
+
+// demoBins puts shipagent and demoapp where shipbot demo --bin finds them.
+func demoBins(t *testing.T) (shipbot, dir string) {
+	dir = t.TempDir()
+	for name, p := range map[string]string{
+		"shipagent": chattest.Build(t, "./cmd/shipagent"),
+		"demoapp":   chattest.BuildPlain(t, "./cmd/demoapp"),
+	} {
+		if err := os.Symlink(p, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return chattest.Build(t, "./cmd/shipbot"), dir
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var demoDirRe = regexp.MustCompile(`logs under (\S+)\)`)
+
+// leftovers lists processes whose command line mentions dir.
+func leftovers(dir string) []string {
+	var out []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte(dir)) {
+			out = append(out, strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return out
+}
+
+// TestDemo runs a shortened make demo: 4 real agents in 2 racks, v2 to every host,
+// v3 rolled back from the canary, the summary, and nothing left behind.
+func TestDemo(t *testing.T) {
+	bin, dir := demoBins(t)
+	cmd := exec.Command(bin, "demo", "--hosts", "4", "--racks", "2", "--speed", "3", "--artifact-mib", "2", "--bin", dir)
+	out := &syncBuf{}
+	cmd.Stdout, cmd.Stderr = out, out
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo: %v\n%s", err, out)
+		}
+	case <-time.After(5 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("the demo did not finish in 5 minutes:\n%s", out)
+	}
+	t.Logf("demo took %s", time.Since(start).Round(time.Second))
+	text := out.String()
+	// The story, in order.
+	pos := 0
+	for _, want := range []string{
+		"release v2 is up for check-in: 3 commits",
+		"!ship refused: 1 of 3 committers has not checked in: @bob",
+		"reminder: v2 is waiting for @bob",
+		"shipping v2: 3 commits, 3/3 checked in",
+		"push v2:",
+		"v2: staged on all 4 hosts",
+		"v2: tier a2 healthy: 5xx 0.0% (baseline 0.0%)",
+		"v2 is done on all 4 hosts",
+		"shipping v3",
+		"ROLLBACK v3: tier a2 failed its gates: 5xx ",
+		"@carol @erin: please look",
+		"v3 rolled back",
+		"== summary",
+		"peer-to-peer (",
+		"rack1: web-1-01=v2 web-1-02=v2",
+		"rack2: web-2-01=v2 web-2-02=v2",
+	} {
+		i := strings.Index(text[pos:], want)
+		if i < 0 {
+			t.Fatalf("the demo's output lacks %q after position %d:\n%s", want, pos, text)
+		}
+		pos += i + len(want)
+	}
+	m := demoDirRe.FindStringSubmatch(text)
+	if m == nil {
+		t.Fatalf("no temp dir in the output:\n%s", text)
+	}
+	if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+		t.Errorf("the demo left its temp dir %s: %v", m[1], err)
+	}
+	if l := leftovers(m[1]); len(l) > 0 {
+		t.Errorf("processes left running: %q", l)
+	}
+}
+
+// TestDemoInterrupted: Ctrl-C in the middle stops every agent and demoapp and
+// removes the temp dir.
+func TestDemoInterrupted(t *testing.T) {
+	bin, dir := demoBins(t)
+	cmd := exec.Command(bin, "demo", "--hosts", "3", "--racks", "1", "--speed", "3", "--artifact-mib", "1", "--bin", dir)
+	out := &syncBuf{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	deadline := time.Now().Add(2 * time.Minute)
+	for !strings.Contains(out.String(), "shipping v2") {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("the demo never shipped v2:\n%s", out)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	m := demoDirRe.FindStringSubmatch(out.String())
+	if m == nil || len(leftovers(m[1])) < 3 {
+		t.Fatalf("expected the temp dir and running agents before the interrupt:\n%s", out)
+	}
+	cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("an interrupted demo exits 0, got %v:\n%s", err, out)
+		}
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("the demo did not stop within 30s of SIGINT:\n%s", out)
+	}
+	if !strings.Contains(out.String(), "== stopped early") {
+		t.Errorf("no word about the interrupt:\n%s", out)
+	}
+	if _, err := os.Stat(m[1]); !os.IsNotExist(err) {
+		t.Errorf("the demo left its temp dir %s: %v", m[1], err)
+	}
+	if l := leftovers(m[1]); len(l) > 0 {
+		t.Errorf("processes left running: %q", l)
+	}
+}
