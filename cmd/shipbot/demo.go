@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jonboulle/clockwork"
+	"go.uber.org/zap"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/shipbot/shipbot/bot"
@@ -84,7 +85,7 @@ func cmdDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return runDemoIRC(ctx, o, stdout, stderr)
 	}
 	d := &demo{o: o, term: newDemoTerm(stdout)}
-	return d.run(ctx, nil)
+	return d.run(ctx, nil, nil)
 }
 
 type demo struct {
@@ -102,8 +103,10 @@ type demo struct {
 }
 
 // run sets up everything, plays the release story, and tears everything down,
-// also when ctx is cancelled (Ctrl-C). chat is nil for the console.
-func (d *demo) run(ctx context.Context, chat bot.Adapter) (err error) {
+// also when ctx is cancelled (Ctrl-C). newChat is nil for the console; otherwise
+// it makes the adapter (and sets d.say unless interactive), after tweak has
+// adjusted the embedded config.
+func (d *demo) run(ctx context.Context, tweak func(*Config), newChat func(*zap.Logger) (bot.Adapter, error)) (err error) {
 	o := d.o
 	start := time.Now()
 	binDir := o.binDir
@@ -136,6 +139,9 @@ func (d *demo) run(ctx context.Context, chat bot.Adapter) (err error) {
 	if err != nil {
 		return err
 	}
+	if tweak != nil {
+		tweak(cfg)
+	}
 	cfg.DataDir = filepath.Join(d.tmp, "shipbot")
 	cfg.Listen = "127.0.0.1:0"
 	remind := time.Duration(float64(4*time.Second) / o.speed)
@@ -159,7 +165,12 @@ func (d *demo) run(ctx context.Context, chat bot.Adapter) (err error) {
 	}
 
 	var script io.WriteCloser
-	if chat == nil {
+	var chat bot.Adapter
+	if newChat != nil {
+		if chat, err = newChat(log); err != nil {
+			return err
+		}
+	} else {
 		c := &console.Adapter{Out: d.term, Channel: cfg.Channel, Echo: true}
 		if o.interactive {
 			c.In, c.Echo = os.Stdin, false
@@ -178,7 +189,7 @@ func (d *demo) run(ctx context.Context, chat bot.Adapter) (err error) {
 	if err != nil {
 		return err
 	}
-	d.s.stopWhenChatEnds = o.interactive // Ctrl-D ends an interactive demo
+	d.s.stopWhenChatEnds = o.interactive && newChat == nil // Ctrl-D ends an interactive console demo
 	defer d.s.Close()
 	d.api = &httpapi.Client{BaseURL: "http://" + d.s.Addr(), Token: sec.APIToken}
 
@@ -577,8 +588,4 @@ func randomToken() string {
 	b := make([]byte, 24)
 	rand.Read(b)
 	return hex.EncodeToString(b)
-}
-
-func runDemoIRC(ctx context.Context, o demoOptions, stdout, stderr io.Writer) error {
-	return errors.New("--irc: not yet")
 }

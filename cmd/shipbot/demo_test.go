@@ -123,6 +123,48 @@ func TestDemo(t *testing.T) {
 	}
 }
 
+// TestDemoIRC runs the demo with the channel on a local ngircd: the scripted
+// people are IRC clients and the bot mentions them by nick.
+func TestDemoIRC(t *testing.T) {
+	bin, dir := demoBins(t)
+	cmd := exec.Command(bin, "demo", "--irc", "--hosts", "3", "--racks", "1", "--speed", "3", "--artifact-mib", "1", "--bin", dir)
+	out := &syncBuf{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo --irc: %v\n%s", err, out)
+		}
+	case <-time.After(5 * time.Minute):
+		cmd.Process.Kill()
+		t.Fatalf("the IRC demo did not finish in 5 minutes:\n%s", out)
+	}
+	text := out.String()
+	for _, want := range []string{
+		"== IRC: ngircd on 127.0.0.1:",
+		"bob: !ready\nshipbot: bob: checked in for v2. Everyone is in (3/3)",
+		"shipbot: v2: tier a2 healthy: 5xx 0.0% (baseline 0.0%)",
+		"shipbot: ROLLBACK v3: tier a2 failed its gates: 5xx ",
+		"carol erin: please look",
+		"rack1: web-1-01=v2 web-1-02=v2 web-1-03=v2",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("the IRC demo's output lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Logf("output:\n%s", text)
+	}
+	if strings.Count(text, "alice: !ready") != 1 {
+		t.Errorf("alice's line shows %d times", strings.Count(text, "alice: !ready"))
+	}
+}
+
 // TestDemoInterrupted: Ctrl-C in the middle stops every agent and demoapp and
 // removes the temp dir.
 func TestDemoInterrupted(t *testing.T) {
