@@ -150,6 +150,23 @@ func (s *DB) Events(after uint64, limit int) ([]bot.Event, error) {
 	return out, err
 }
 
+// RecentEvents returns the last n events of the audit log, newest first.
+func (s *DB) RecentEvents(n int) ([]bot.Event, error) {
+	var out []bot.Event
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketAudit).Cursor()
+		for k, v := c.Last(); k != nil && len(out) < n; k, v = c.Prev() {
+			var e bot.Event
+			if err := json.Unmarshal(v, &e); err != nil {
+				return fmt.Errorf("audit event %d: %w", binary.BigEndian.Uint64(k), err)
+			}
+			out = append(out, e)
+		}
+		return nil
+	})
+	return out, err
+}
+
 type txn struct{ tx *bolt.Tx }
 
 var _ bot.Tx = (*txn)(nil)

@@ -90,8 +90,8 @@ type State struct {
 	// ProgressAt is when staging progress was last posted (not saved).
 	ProgressAt time.Time `json:"-"`
 	// ProgressBytes is how much the hosts held then, for the aggregate rate.
-	ProgressBytes int64 `json:"-"`
-	Reason     string    `json:"reason"` // why it rolled back
+	ProgressBytes int64  `json:"-"`
+	Reason        string `json:"reason"` // why it rolled back
 }
 
 // HostView is what the engine needs to know about a host.
@@ -417,8 +417,32 @@ func (e *Engine) stepBaking(ctx context.Context, s *State, hosts map[string]Host
 // still on their previous release). It returns the numbers of all gates, the
 // failing ones, and the ones without enough data.
 func (e *Engine) gates(ctx context.Context, s *State, hosts map[string]HostView) (numbers, failed, waiting string) {
+	var all, bad, wait []string
+	for _, r := range e.readings(ctx, s, hosts) {
+		all = append(all, r.String())
+		switch r.Verdict {
+		case health.Fail:
+			bad = append(bad, r.String())
+		case health.Inconclusive:
+			wait = append(wait, r.String())
+		}
+	}
+	return strings.Join(all, ", "), strings.Join(bad, ", "), strings.Join(wait, ", ")
+}
+
+// Readings evaluates the gates now, for a look during a bake (the dashboard's
+// charts); it changes nothing.
+func (e *Engine) Readings(ctx context.Context, s *State) []health.Result {
+	hosts := map[string]HostView{}
+	for _, h := range e.Fleet.Hosts(s.Release) {
+		hosts[h.Name] = h
+	}
+	return e.readings(ctx, s, hosts)
+}
+
+func (e *Engine) readings(ctx context.Context, s *State, hosts map[string]HostView) []health.Result {
 	if len(e.Config.Gates) == 0 {
-		return "", "", ""
+		return nil
 	}
 	on := map[string]bool{}
 	var canary, baseline []map[string]float64
@@ -449,23 +473,15 @@ func (e *Engine) gates(ctx context.Context, s *State, hosts map[string]HostView)
 			baseVersion = v
 		}
 	}
-	var all, bad, wait []string
+	var results []health.Result
 	for _, g := range e.Config.Gates {
-		var r health.Result
 		if g.Prometheus() {
-			r = e.promGate(ctx, g, s.Release, baseVersion, canaryHosts, baseHosts)
+			results = append(results, e.promGate(ctx, g, s.Release, baseVersion, canaryHosts, baseHosts))
 		} else {
-			r = g.Evaluate(canary, baseline)
-		}
-		all = append(all, r.String())
-		switch r.Verdict {
-		case health.Fail:
-			bad = append(bad, r.String())
-		case health.Inconclusive:
-			wait = append(wait, r.String())
+			results = append(results, g.Evaluate(canary, baseline))
 		}
 	}
-	return strings.Join(all, ", "), strings.Join(bad, ", "), strings.Join(wait, ", ")
+	return results
 }
 
 func (e *Engine) promGate(ctx context.Context, g health.Gate, release, base string, canaryHosts, baseHosts []string) health.Result {

@@ -234,7 +234,7 @@ func (d *demo) stopAgents() {
 // story is the release story: bootstrap on v1, v2 good, v3 bad, the summary.
 func (d *demo) story(ctx context.Context, agentBin, appBin, pub, fleetToken string, start time.Time) error {
 	o, t := d.o, d.term
-	t.Printf("== shipbot demo: channel #deploy, API at http://%s\n", d.s.Addr())
+	t.Printf("== shipbot demo: channel #deploy; the dashboard is at http://%s/ (open it now)\n", d.s.Addr())
 	t.Printf("== people: alice, bob, carol, erin commit; dave is the release head\n")
 	t.Printf("== starting %d shipagents in %d racks, each running demoapp (logs under %s)\n", o.hosts, o.racks, d.tmp)
 	for i := 0; i < o.hosts; i++ {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -111,7 +112,23 @@ func (a *demoAgent) stop(grace time.Duration) {
 	<-a.done
 }
 
+// freeLoopbackPort returns a loopback port that is free now and below the
+// kernel's ephemeral range, so no ":0" listener (an agent's BitTorrent port, a
+// client's socket) can take it before demoapp binds it.
 func freeLoopbackPort() (int, error) {
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		fmt.Sscan(string(b), &low)
+	}
+	if low > 12000 {
+		for i := 0; i < 200; i++ {
+			port := low - 10000 + mrand.IntN(10000)
+			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+				l.Close()
+				return port, nil
+			}
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err

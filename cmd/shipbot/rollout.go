@@ -77,6 +77,8 @@ type rollouts struct {
 	// rollbackOnRestart rolls back, instead of resuming, a rollout found running
 	// at start.
 	rollbackOnRestart bool
+	// tap holds a copy of the latest saved state, for the dashboard.
+	tap *stateTap
 
 	mu  sync.Mutex
 	cur *rollout.State
@@ -118,6 +120,7 @@ func (r *rollouts) Run(ctx context.Context) error {
 		return fmt.Errorf("load rollout: %w", err)
 	}
 	if cur != nil {
+		r.tap.set(cur)
 		r.mu.Lock()
 		r.cur = cur
 		r.publish()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/shipbot/shipbot/bot"
 	"github.com/shipbot/shipbot/bot/console"
+	"github.com/shipbot/shipbot/bot/dashboard"
 	"github.com/shipbot/shipbot/bot/health"
 	"github.com/shipbot/shipbot/bot/httpapi"
 	"github.com/shipbot/shipbot/bot/irc"
@@ -84,7 +85,7 @@ func cmdServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 			return fmt.Errorf("addr-file: %w", err)
 		}
 	}
-	log.Info("shipbot serving", zap.String("api", "http://"+s.Addr()), zap.String("chat", cfg.Chat),
+	log.Info("shipbot serving", zap.String("api", "http://"+s.Addr()), zap.String("dashboard", "http://"+s.Addr()+"/"), zap.String("chat", cfg.Chat),
 		zap.String("channel", cfg.Channel), zap.String("store", s.db.Path()))
 	return s.Run(ctx)
 }
@@ -101,6 +102,8 @@ type server struct {
 	http      *http.Server
 	push      *push     // nil when the fleet API is off
 	rollouts  *rollouts // nil when the fleet API is off
+	dash      *dashboard.Server
+	dashSrc   *dashSource
 	// stopWhenChatEnds stops the server when the chat input ends (the scripted demo).
 	stopWhenChatEnds bool
 }
@@ -142,6 +145,13 @@ func openServer(cfg *Config, sec secrets, chat bot.Adapter, clock clockwork.Cloc
 	api := &httpapi.Server{Bot: s.bot, DB: db, Artifacts: s.artifacts, Token: token, Log: log.Named("api")}
 	top := http.NewServeMux()
 	top.Handle("/", api.Handler())
+	// The dashboard: read-only, no token (it shows no secrets).
+	s.dashSrc = &dashSource{s: s, clock: clock}
+	s.dash = &dashboard.Server{Source: s.dashSrc, Log: log.Named("dashboard")}
+	dh := s.dash.Handler()
+	top.Handle("GET /{$}", dh)
+	top.Handle("GET /assets/", dh)
+	top.Handle("GET /api/", dh)
 	if sec.FleetToken != "" {
 		if err := s.openPush(top, sec, clock); err != nil {
 			ln.Close()
@@ -150,6 +160,11 @@ func openServer(cfg *Config, sec secrets, chat bot.Adapter, clock clockwork.Cloc
 		}
 	} else {
 		log.Info("fleet API off: set " + EnvFleetToken + " and " + EnvSigningKeyFile + " to push releases to agents")
+	}
+	if err := s.dash.Open(); err != nil {
+		s.Close()
+		ln.Close()
+		return nil, err
 	}
 	s.http = &http.Server{Handler: top, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: zap.NewStdLog(log.Named("http"))}
@@ -190,7 +205,8 @@ func (s *server) openPush(mux *http.ServeMux, sec secrets, clock clockwork.Clock
 	mux.Handle("/scrape", th)
 	mux.Handle("/webseed/", http.StripPrefix("/webseed", p.seeder.WebseedHandler()))
 	s.push = p
-	eng := &rollout.Engine{Config: s.cfg.Rollout.engine(), Fleet: fleetView{p.fleet}, Store: s.db, Say: s.bot.Say,
+	tap := &stateTap{db: s.db}
+	eng := &rollout.Engine{Config: s.cfg.Rollout.engine(), Fleet: fleetView{p.fleet}, Store: tap, Say: s.bot.Say,
 		Committers: s.bot.CommitterMentions, Clock: clock, Log: s.log.Named("rollout")}
 	if pc := s.cfg.Rollout.Prometheus; pc != nil {
 		timeout := pc.Timeout
@@ -200,7 +216,7 @@ func (s *server) openPush(mux *http.ServeMux, sec secrets, clock clockwork.Clock
 		eng.Prometheus = &health.Prometheus{URL: pc.URL, Client: &http.Client{Timeout: timeout}}
 	}
 	s.rollouts = &rollouts{db: s.db, bot: s.bot, clock: clock, log: s.log.Named("rollout"), tick: s.cfg.Rollout.Tick,
-		rollbackOnRestart: s.cfg.Rollout.RollbackOnRestart, eng: eng}
+		rollbackOnRestart: s.cfg.Rollout.RollbackOnRestart, eng: eng, tap: tap}
 	s.bot.OnShip = s.rollouts.onShip
 	s.bot.EnableRollouts(s.rollouts)
 	// Seed again what hosts are to hold, so a restart does not strand a push.
@@ -236,6 +252,7 @@ func (s *server) Run(ctx context.Context) error {
 		if s.push != nil {
 			s.push.fleet.Close() // answer the long-polls now
 		}
+		s.dash.Close() // end the dashboard's streams
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := s.http.Shutdown(sctx); err != nil {
@@ -245,6 +262,7 @@ func (s *server) Run(ctx context.Context) error {
 		return nil
 	})
 	g.Go(func() error { return s.bot.Run(ctx) })
+	g.Go(func() error { s.dashSrc.sampleGates(ctx, 2*time.Second); return nil })
 	if s.rollouts != nil {
 		g.Go(func() error { return s.rollouts.Run(ctx) })
 	}
@@ -268,6 +286,9 @@ func (s *server) Run(ctx context.Context) error {
 
 // Close stops seeding and releases the store.
 func (s *server) Close() error {
+	if s.dash != nil {
+		s.dash.Close()
+	}
 	if s.push != nil {
 		s.push.seeder.Close()
 	}
