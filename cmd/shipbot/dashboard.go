@@ -182,7 +182,10 @@ func (d *dashSource) Snapshot(ctx context.Context, rack string) (*dashboard.Snap
 	}
 	for _, e := range evs {
 		text := e.Text
-		if e.Reply != "" && (e.Kind != "command" || text == "") {
+		switch {
+		case e.Kind == "rollout" && e.Reply != "":
+			text += ": " + e.Reply // the phase, and why
+		case e.Reply != "" && (e.Kind != "command" || text == ""):
 			text = e.Reply
 		}
 		snap.Events = append(snap.Events, dashboard.Event{At: e.At, Actor: e.Actor, Release: e.Release, Kind: e.Kind,
