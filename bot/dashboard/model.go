@@ -93,7 +93,7 @@ type Push struct {
 	Rate        float64 `json:"rate"` // bytes/s over the last seconds
 	FromPeers   int64   `json:"from_peers"`
 	FromWebseed int64   `json:"from_webseed"`
-	FromSeeder  int64   `json:"from_seeder"` // the origin's BitTorrent upload (all releases)
+	FromSeeder  int64   `json:"from_seeder"` // the origin seeder's BitTorrent upload of this release
 }
 
 // Rack aggregates a rack's hosts.

@@ -191,8 +191,12 @@ func (d *dashSource) Snapshot(ctx context.Context, rack string) (*dashboard.Snap
 		snap.Events = append(snap.Events, dashboard.Event{At: e.At, Actor: e.Actor, Release: e.Release, Kind: e.Kind,
 			Text: bot.Truncate(text, 300), Decision: e.Decision})
 	}
-	if d.s.push != nil && cur != nil {
-		d.fleetView(snap, cur.Version, rack, now)
+	if d.s.push != nil {
+		release := "" // racks and hosts show without a release, the push does not
+		if cur != nil {
+			release = cur.Version
+		}
+		d.fleetView(snap, release, rack, now)
 	}
 	return snap, nil
 }
@@ -223,7 +227,7 @@ func (d *dashSource) rolloutView(st *rollout.State, now time.Time) *dashboard.Ro
 
 // fleetView fills the push, the racks and the drilled-into rack's hosts.
 func (d *dashSource) fleetView(snap *dashboard.Snapshot, release, rack string, now time.Time) {
-	push := &dashboard.Push{Release: release, FromSeeder: d.s.push.seeder.UploadedBytes()}
+	push := &dashboard.Push{Release: release, FromSeeder: d.s.push.seeder.UploadedBytesOf(release)}
 	racks := map[string]*dashboard.Rack{}
 	for _, h := range d.s.push.fleet.Hosts() {
 		st := h.Staged[release]
@@ -280,7 +284,9 @@ func (d *dashSource) fleetView(snap *dashboard.Snapshot, release, rack string, n
 	}
 	push.Rate = d.rate.value
 	d.mu.Unlock()
-	snap.Push = push
+	if release != "" {
+		snap.Push = push
+	}
 	names := make([]string, 0, len(racks))
 	for n := range racks {
 		names = append(names, n)

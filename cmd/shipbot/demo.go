@@ -459,7 +459,6 @@ type pushFigures struct {
 // host has staged release, and returns where the bytes came from.
 func (d *demo) watchPush(ctx context.Context, release string) (pushFigures, error) {
 	f := d.s.push.fleet
-	seeded0 := d.s.push.seeder.UploadedBytes()
 	start := time.Now()
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
@@ -539,7 +538,7 @@ func (d *demo) watchPush(ctx context.Context, release string) (pushFigures, erro
 		}
 		if finished {
 			fig.took = time.Since(start)
-			fig.seeder = d.s.push.seeder.UploadedBytes() - seeded0
+			fig.seeder = d.s.push.seeder.UploadedBytesOf(release)
 			fig.total = fig.hostP2P + fig.webseed
 			fig.p2p = max(0, fig.hostP2P-fig.seeder) // the origin seeder is a BitTorrent peer too
 			fig.origin = fig.seeder + fig.webseed

@@ -224,6 +224,21 @@ func (s *Seeder) Torrent(release string) (*Torrent, bool) {
 	return t, ok
 }
 
+// UploadedBytesOf is how much of a release's artifact the seeder has sent over
+// BitTorrent (0 when it does not seed it).
+func (s *Seeder) UploadedBytesOf(release string) int64 {
+	t, ok := s.Torrent(release)
+	if !ok {
+		return 0
+	}
+	tt, ok := s.client.Torrent(t.MetaInfo.HashInfoBytes())
+	if !ok {
+		return 0
+	}
+	st := tt.Stats()
+	return st.BytesWrittenData.Int64()
+}
+
 // UploadedBytes is how much artifact data the seeder has sent over BitTorrent.
 func (s *Seeder) UploadedBytes() int64 {
 	st := s.client.Stats()
