@@ -101,6 +101,7 @@ func (b *Bot) setReady(c *call, ready bool) error {
 		if err := c.tx.PutRelease(r); err != nil {
 			return err
 		}
+		c.refreshCard(b, r)
 		missing := r.Missing()
 		switch {
 		case !ready:
@@ -446,8 +447,30 @@ func (b *Bot) CreateRelease(ctx context.Context, nr NewRelease) (*Release, error
 	}
 	b.Log.Info("release created", zap.String("release", r.Version), zap.Int("commits", r.Commits),
 		zap.Strings("committers", people), zap.Strings("unmapped", unmapped))
-	b.Say(ctx, Post{Text: text, Priority: PriorityNormal})
+	b.Say(ctx, Post{Text: text, Priority: PriorityNormal, Key: CardKey(r.Version), Card: b.card(r)})
 	return r, nil
+}
+
+// CardKey keys a release's check-in card, so networks that edit in place keep
+// one card per release up to date.
+func CardKey(version string) string { return "checkin:" + version }
+
+func (b *Bot) card(r *Release) *CheckinCard {
+	c := &CheckinCard{Release: r.Version, Summary: fmt.Sprintf("%d commits (%s)", r.Commits, r.Range),
+		Open: r.State == StateCheckin, Unmapped: r.Unmapped}
+	for _, cm := range r.Committers {
+		c.Committers = append(c.Committers, CardEntry{Person: cm.Person, Mention: b.mention(cm.Person), Ready: cm.Ready})
+	}
+	return c
+}
+
+// refreshCard redraws a release's check-in card in place, where the network can.
+func (c *call) refreshCard(b *Bot, r *Release) {
+	card := b.card(r)
+	text := fmt.Sprintf("release %s: %d/%d checked in", r.Version, r.ReadyCount(), len(r.Committers))
+	c.after = append(c.after, func(ctx context.Context) {
+		b.Say(ctx, Post{Text: text, Priority: PriorityNormal, Key: CardKey(r.Version), UpdateOnly: true, Card: card})
+	})
 }
 
 func (b *Bot) announcement(r *Release) string {

@@ -29,6 +29,28 @@ type Post struct {
 	// Key names a message that later posts with the same key replace, where the
 	// network can edit in place (Slack's chat.update). Empty means a new message.
 	Key string
+	// UpdateOnly posts only refresh a keyed message in place; networks that cannot
+	// edit drop them (the change was already said in a line of its own).
+	UpdateOnly bool
+	// Card is a release's check-in list, for networks that draw it (Slack's Block
+	// Kit, with a Ready button); the others show Text.
+	Card *CheckinCard
+}
+
+// CheckinCard is a release's check-in list.
+type CheckinCard struct {
+	Release    string
+	Summary    string // "3 commits (v41..v42)"
+	Open       bool   // still in check-in: the Ready button works
+	Committers []CardEntry
+	Unmapped   []string
+}
+
+// CardEntry is one committer on the card.
+type CardEntry struct {
+	Person  string
+	Mention string
+	Ready   bool
 }
 
 // Chat is what the bot needs from a chat network: a way to speak in the channel and

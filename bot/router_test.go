@@ -30,13 +30,28 @@ func (r *recorder) Send(_ context.Context, p bot.Post) error {
 
 func (r *recorder) Mention(p *bot.Person) string { return "@" + p.Name }
 
+// last is the last line said (not a card refreshed in place).
 func (r *recorder) last() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if len(r.posts) == 0 {
-		return ""
+	for i := len(r.posts) - 1; i >= 0; i-- {
+		if !r.posts[i].UpdateOnly {
+			return r.posts[i].Text
+		}
 	}
-	return r.posts[len(r.posts)-1].Text
+	return ""
+}
+
+// lastCard is the newest check-in card posted or refreshed.
+func (r *recorder) lastCard() (bot.Post, bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i := len(r.posts) - 1; i >= 0; i-- {
+		if r.posts[i].Card != nil {
+			return r.posts[i], true
+		}
+	}
+	return bot.Post{}, false
 }
 
 func (r *recorder) all() string {
@@ -153,6 +168,31 @@ func TestSecondReadyChangesNothing(t *testing.T) {
 	expect(t, f.say("alice", "!ready"), "already checked in")
 	if got := f.release("v1").Committer("alice").ReadyAt; !got.Equal(first) {
 		t.Errorf("second !ready moved the check-in time from %v to %v", first, got)
+	}
+}
+
+// TestCheckinCard: the announcement carries the check-in card, and each change of
+// a check-in refreshes it in place (networks that cannot edit drop the refresh).
+func TestCheckinCard(t *testing.T) {
+	f := newFixture(t)
+	f.create("v1", "alice@example.com", "bob@example.com")
+	p, ok := f.chat.lastCard()
+	if !ok || p.UpdateOnly || p.Key != "checkin:v1" || len(p.Card.Committers) != 2 || p.Card.Committers[0].Ready || !p.Card.Open {
+		t.Fatalf("announcement card: %+v %+v", p, p.Card)
+	}
+	f.say("alice", "!ready")
+	p, _ = f.chat.lastCard()
+	if !p.UpdateOnly || p.Key != "checkin:v1" || !p.Card.Committers[0].Ready || p.Card.Committers[0].Mention != "@alice" || p.Card.Committers[1].Ready {
+		t.Fatalf("card after alice's !ready: %+v %+v", p, p.Card)
+	}
+	n := len(f.chat.posts)
+	f.say("alice", "!ready") // nothing changes: no refresh
+	if p2, _ := f.chat.lastCard(); len(f.chat.posts) != n+1 || p2.Card != p.Card {
+		t.Errorf("a second !ready refreshed the card")
+	}
+	f.say("alice", "!unready")
+	if p, _ = f.chat.lastCard(); p.Card.Committers[0].Ready {
+		t.Errorf("card after !unready: %+v", p.Card)
 	}
 }
 

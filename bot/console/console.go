@@ -29,6 +29,9 @@ var _ bot.Adapter = (*Adapter)(nil)
 
 // Send writes the post, one output line per line of text, prefixed with the bot's name.
 func (a *Adapter) Send(_ context.Context, p bot.Post) error {
+	if p.UpdateOnly {
+		return nil // this network cannot edit a message in place
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, line := range strings.Split(p.Text, "\n") {

@@ -208,6 +208,9 @@ func (a *Adapter) Mention(p *bot.Person) string { return p.MentionNick() }
 // Send queues the post. Lines wait in the queue while the bot is disconnected and
 // are delivered after it reconnects.
 func (a *Adapter) Send(_ context.Context, p bot.Post) error {
+	if p.UpdateOnly {
+		return nil // this network cannot edit a message in place
+	}
 	var lines []string
 	for _, raw := range strings.Split(p.Text, "\n") {
 		line := bot.Clean(raw, 4*a.cfg.MaxLineBytes)
