@@ -14,6 +14,7 @@ import (
 	"github.com/shipbot/shipbot/bot/health"
 	"github.com/shipbot/shipbot/bot/irc"
 	"github.com/shipbot/shipbot/bot/rollout"
+	"github.com/shipbot/shipbot/bot/slack"
 	"github.com/shipbot/shipbot/cmd/internal/cliutil"
 )
 
@@ -39,6 +40,8 @@ type Config struct {
 	Rollout RolloutConfig `yaml:"rollout"`
 	// IRC configures the IRC adapter (chat: irc).
 	IRC *irc.Config `yaml:"irc"`
+	// Slack configures the Slack adapter (chat: slack).
+	Slack *slack.Config `yaml:"slack"`
 }
 
 // FleetConfig is the fleet: section.
@@ -349,8 +352,17 @@ func (c *Config) Validate() error {
 		if !strings.HasPrefix(c.Channel, "#") {
 			return fmt.Errorf("channel: %q; an IRC channel starts with #", c.Channel)
 		}
+	case "slack":
+		if c.Slack == nil {
+			return errors.New("chat is slack but the slack: section is missing (channel_id)")
+		}
 	default:
-		return fmt.Errorf("chat: %q is not an adapter; use console or irc", c.Chat)
+		return fmt.Errorf("chat: %q is not an adapter; use console, irc or slack", c.Chat)
+	}
+	if c.Slack != nil {
+		if err := c.Slack.Validate(); err != nil {
+			return err
+		}
 	}
 	if c.IRC != nil {
 		if err := c.IRC.Validate(); err != nil {

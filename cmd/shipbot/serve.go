@@ -26,6 +26,7 @@ import (
 	"github.com/shipbot/shipbot/bot/httpapi"
 	"github.com/shipbot/shipbot/bot/irc"
 	"github.com/shipbot/shipbot/bot/rollout"
+	"github.com/shipbot/shipbot/bot/slack"
 	"github.com/shipbot/shipbot/cmd/internal/cliutil"
 	"github.com/shipbot/shipbot/distributor/btclient"
 	"github.com/shipbot/shipbot/distributor/fleet"
@@ -66,6 +67,10 @@ func cmdServe(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 		chat = &console.Adapter{In: stdin, Out: stdout, Channel: cfg.Channel}
 	case "irc":
 		if chat, err = irc.New(*cfg.IRC, cfg.Channel, log.Named("irc")); err != nil {
+			return err
+		}
+	case "slack":
+		if chat, err = slack.New(*cfg.Slack, os.Getenv(slack.EnvBotToken), os.Getenv(slack.EnvAppToken), log.Named("slack")); err != nil {
 			return err
 		}
 	}
