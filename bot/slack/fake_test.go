@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -195,7 +196,7 @@ func (f *fakeSlack) post(w http.ResponseWriter, r *http.Request) {
 	f.seq++
 	ts := fmt.Sprintf("1700000000.%06d", f.seq)
 	text := r.Form.Get("text")
-	f.posts = append(f.posts, &message{TS: ts, Text: text, Latest: text, Blocks: r.Form.Get("blocks"), At: time.Now()})
+	f.posts = append(f.posts, &message{TS: ts, Text: text, Latest: text, Blocks: unescape(r.Form.Get("blocks")), At: time.Now()})
 	fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":%q,"message":{"text":%q}}`, r.Form.Get("channel"), ts, text)
 }
 
@@ -206,13 +207,19 @@ func (f *fakeSlack) update(w http.ResponseWriter, r *http.Request) {
 	ts := r.Form.Get("ts")
 	for _, m := range f.posts {
 		if m.TS == ts {
-			m.Latest, m.Blocks = r.Form.Get("text"), r.Form.Get("blocks")
+			m.Latest, m.Blocks = r.Form.Get("text"), unescape(r.Form.Get("blocks"))
 			m.Updates++
 			fmt.Fprintf(w, `{"ok":true,"channel":%q,"ts":%q,"text":%q}`, r.Form.Get("channel"), ts, m.Latest)
 			return
 		}
 	}
 	fmt.Fprint(w, `{"ok":false,"error":"message_not_found"}`)
+}
+
+// unescape undoes encoding/json's HTML escaping of <, > and &, so tests can look
+// for mentions as Slack shows them.
+func unescape(s string) string {
+	return strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(s)
 }
 
 // messages returns copies of the messages posted so far.

@@ -290,7 +290,11 @@ func (a *Adapter) deliver(ctx context.Context, p bot.Post) error {
 	if p.UpdateOnly && ts == "" {
 		return nil // the message to refresh is not ours to edit (posted before a restart)
 	}
-	opts := []slack.MsgOption{slack.MsgOptionText(bot.Clean(p.Text, 3000), false)}
+	lines := strings.Split(p.Text, "\n")
+	for i, l := range lines {
+		lines[i] = bot.Clean(l, 3000) // no control characters, whatever the text echoes
+	}
+	opts := []slack.MsgOption{slack.MsgOptionText(bot.Truncate(strings.Join(lines, "\n"), 3900), false)}
 	if p.Card != nil {
 		opts = append(opts, slack.MsgOptionBlocks(cardBlocks(p.Card)...))
 	}
