@@ -1,6 +1,7 @@
 package main
 
 import (
+	"gopkg.in/yaml.v3"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,6 +44,44 @@ func TestExampleIRCConfigLoads(t *testing.T) {
 	}
 }
 
+func TestExampleSlackConfigAndManifest(t *testing.T) {
+	c, err := LoadConfig("../../configs/shipbot-slack.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Chat != "slack" || c.Slack.ChannelID != "C0123456789" || c.Slack.SlashCommand != "/ship" {
+		t.Errorf("slack example: %+v", c.Slack)
+	}
+	// The app manifest a user pastes into Slack: Socket Mode, the slash command the
+	// config expects, interactivity for the Ready button, the scopes the adapter uses.
+	var m struct {
+		Features struct {
+			SlashCommands []struct{ Command string } `yaml:"slash_commands"`
+		} `yaml:"features"`
+		OAuth struct {
+			Scopes struct{ Bot []string } `yaml:"scopes"`
+		} `yaml:"oauth_config"`
+		Settings struct {
+			SocketMode    bool `yaml:"socket_mode_enabled"`
+			Interactivity struct {
+				Enabled bool `yaml:"is_enabled"`
+			} `yaml:"interactivity"`
+			Events struct {
+				Bot []string `yaml:"bot_events"`
+			} `yaml:"event_subscriptions"`
+		} `yaml:"settings"`
+	}
+	if err := yaml.Unmarshal([]byte(mustRead(t, "../../configs/slack-app-manifest.yaml")), &m); err != nil {
+		t.Fatal(err)
+	}
+	scopes := strings.Join(m.OAuth.Scopes.Bot, " ")
+	if !m.Settings.SocketMode || !m.Settings.Interactivity.Enabled || len(m.Features.SlashCommands) != 1 ||
+		m.Features.SlashCommands[0].Command != c.Slack.SlashCommand || !strings.Contains(scopes, "chat:write") ||
+		!strings.Contains(scopes, "commands") || !strings.Contains(strings.Join(m.Settings.Events.Bot, " "), "message.channels") {
+		t.Errorf("app manifest: %+v", m)
+	}
+}
+
 func mustRead(t *testing.T, p string) string {
 	b, err := os.ReadFile(p)
 	if err != nil {
@@ -71,6 +110,9 @@ func TestConfigErrors(t *testing.T) {
 		{"bad mask", strings.Replace(base, "emails: [a@x]", "emails: [a@x]\n    irc: {masks: [alice]}", 1), "people[0].irc.masks[0]"},
 		{"any-host mask", strings.Replace(base, "emails: [a@x]", "emails: [a@x]\n    irc: {masks: [\"alice!*@*\"]}", 1), "matches any host"},
 		{"bad chat", base + "chat: telegram\n", `chat: "telegram"`},
+		{"slack without section", base + "chat: slack\n", "the slack: section is missing"},
+		{"slack bad channel", base + "chat: slack\nslack: {channel_id: \"#deploy\"}\n", "slack.channel_id"},
+		{"slack bad command", base + "chat: slack\nslack: {channel_id: C012, slash_command: ship}\n", "must start with /"},
 		{"bad log level", base + "log: {level: loud}\n", "log.level"},
 		{"empty", "", "empty"},
 		{"gate source", base + "rollout:\n  gates: [{name: x, source: graphite}]\n", `rollout.gates[0]: source: "graphite"`},
