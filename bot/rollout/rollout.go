@@ -322,7 +322,7 @@ func (e *Engine) stagingProgress(ctx context.Context, s *State, hosts map[string
 		names = append(names, fmt.Sprintf("%s %.0f%%", b.name, 100*b.pct))
 	}
 	line += "; waiting for " + strings.Join(names, ", ")
-	e.Say(ctx, bot.Post{Text: line, Priority: bot.PriorityProgress, Key: "stage:" + s.Release})
+	e.Say(ctx, bot.Post{Text: line, Priority: bot.PriorityProgress, Key: ProgressKey(s.Release)})
 }
 
 // stepActivating tells the current tier's new hosts to run the release. The hosts
@@ -344,7 +344,7 @@ func (e *Engine) stepActivating(ctx context.Context, s *State) error {
 		return err
 	}
 	e.Say(ctx, bot.Post{Text: fmt.Sprintf("%s: tier %s: %d of %d hosts switching (bake %s)",
-		s.Release, t.Name, len(target), len(s.Hosts), t.Bake), Priority: bot.PriorityNormal})
+		s.Release, t.Name, len(target), len(s.Hosts), t.Bake), Priority: bot.PriorityNormal, Key: ProgressKey(s.Release)})
 	return nil
 }
 
@@ -373,6 +373,7 @@ func (e *Engine) stepBaking(ctx context.Context, s *State, hosts map[string]Host
 		return nil
 	}
 	if now.Sub(s.Since) < t.Bake && !s.Promote {
+		e.bakeProgress(ctx, s, t, hosts, now)
 		return nil
 	}
 	numbers, failed, waiting := e.gates(ctx, s, hosts)
@@ -411,6 +412,30 @@ func (e *Engine) stepBaking(ctx context.Context, s *State, hosts map[string]Host
 	}
 	e.Say(ctx, bot.Post{Text: verdict + "; promoting to " + e.Config.Tiers[s.Tier].Name, Priority: bot.PriorityNormal})
 	return e.stepActivating(ctx, s)
+}
+
+// ProgressKey keys a rollout's progress message: staging, the tier switches and
+// the bake readings are one message where the network can edit in place.
+func ProgressKey(release string) string { return "progress:" + release }
+
+// bakeProgress refreshes the progress message with the bake's time left and the
+// gates' current readings, at most every ProgressEvery. Networks that cannot edit
+// in place drop it: the verdict says it all at the end.
+func (e *Engine) bakeProgress(ctx context.Context, s *State, t Tier, hosts map[string]HostView, now time.Time) {
+	every := e.Config.ProgressEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	if now.Sub(s.ProgressAt) < every {
+		return
+	}
+	s.ProgressAt = now
+	line := fmt.Sprintf("%s: tier %s (%d of %d) baking, %s left; %d of %d hosts switched", s.Release, t.Name, s.Tier+1, len(e.Config.Tiers),
+		(t.Bake - now.Sub(s.Since)).Round(time.Second), len(s.Activated), len(s.Hosts))
+	if numbers, _, _ := e.gates(ctx, s, hosts); numbers != "" {
+		line += "; " + numbers
+	}
+	e.Say(ctx, bot.Post{Text: line, Priority: bot.PriorityProgress, Key: ProgressKey(s.Release), UpdateOnly: true})
 }
 
 // gates evaluates every gate on the tier's hosts against the baseline (the hosts

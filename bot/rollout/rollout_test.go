@@ -145,6 +145,7 @@ type fixture struct {
 	store *memStore
 	clock *clockwork.FakeClock
 	said  []string
+	posts []bot.Post
 }
 
 func newFixture(n int) *fixture {
@@ -153,7 +154,10 @@ func newFixture(n int) *fixture {
 	f.eng = &rollout.Engine{Config: rollout.Config{Tiers: tiers, StageTimeout: time.Hour, MaxStageFailures: 0.2, SwitchTimeout: time.Minute},
 		Fleet: f.fleet, Store: f.store, Clock: f.clock,
 		Committers: func(_ context.Context, rel string) string { return "@alice @bob" },
-		Say:        func(_ context.Context, p bot.Post) { f.said = append(f.said, p.Text) }}
+		Say: func(_ context.Context, p bot.Post) {
+			f.said = append(f.said, p.Text)
+			f.posts = append(f.posts, p)
+		}}
 	return f
 }
 
@@ -351,6 +355,17 @@ func TestMetricGate(t *testing.T) {
 	said := strings.Join(f.said, "\n")
 	if s.Phase != rollout.PhaseDone || !strings.Contains(said, "tier a2 healthy: 5xx 0.5% (baseline 0.5%)") {
 		t.Errorf("good release: %s\n%s", s.Phase, said)
+	}
+	// While a tier bakes, the progress message (edited in place where the network
+	// can) shows the time left and the gates' readings.
+	baking := 0
+	for _, p := range f.posts {
+		if p.UpdateOnly && p.Key == rollout.ProgressKey("v2") && strings.Contains(p.Text, "baking") && strings.Contains(p.Text, "left") && strings.Contains(p.Text, "5xx 0.5%") {
+			baking++
+		}
+	}
+	if baking == 0 {
+		t.Errorf("no bake progress:\n%s", said)
 	}
 
 	f = newFixture(10)
