@@ -288,18 +288,22 @@ func (d *demo) story(ctx context.Context, agentBin, appBin, pub, fleetToken stri
 	if _, mark, err = d.wait(ctx, mark, "v2 is up for check-in"); err != nil {
 		return err
 	}
-	if err := d.play(ctx, []line{
-		{1, "alice", "!ready"}, {1, "carol", "!ready"}, {1, "dave", "!ship"}, // refused: bob is missing
-	}); err != nil {
-		return err
-	}
-	if d.say != nil {
+	early := []line{{1, "alice", "!ready"}, {1, "carol", "!ready"}, {1, "dave", "!ship"}} // refused: bob is missing
+	late := []line{{1, "bob", "!ready"}, {1, "dave", "!ship"}}
+	if d.say == nil {
+		if err := d.play(ctx, append(early, late...)); err != nil { // one hint for the round
+			return err
+		}
+	} else {
+		if err := d.play(ctx, early); err != nil {
+			return err
+		}
 		if _, mark, err = d.wait(ctx, mark, "reminder"); err != nil { // bob is late, and reminded
 			return err
 		}
-	}
-	if err := d.play(ctx, []line{{1, "bob", "!ready"}, {1, "dave", "!ship"}}); err != nil {
-		return err
+		if err := d.play(ctx, late); err != nil {
+			return err
+		}
 	}
 	if _, mark, err = d.wait(ctx, mark, "shipping v2"); err != nil {
 		return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -207,5 +208,53 @@ func TestDemoInterrupted(t *testing.T) {
 	}
 	if l := leftovers(m[1]); len(l) > 0 {
 		t.Errorf("processes left running: %q", l)
+	}
+}
+
+// TestDemoInteractive: with --interactive the demo waits for the user, who types
+// the lines it asks for; the story still ends with v2 everywhere and v3 rolled back.
+func TestDemoInteractive(t *testing.T) {
+	bin, dir := demoBins(t)
+	cmd := exec.Command(bin, "demo", "--interactive", "--hosts", "2", "--racks", "1", "--speed", "3", "--artifact-mib", "1", "--bin", dir)
+	out := &syncBuf{}
+	cmd.Stdout, cmd.Stderr = out, out
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+	turnRe := regexp.MustCompile(`== your turn \([^)]*\): (.*)`)
+	answered := 0
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("demo --interactive: %v\n%s", err, out)
+			}
+			text := out.String()
+			if answered != 2 || !strings.Contains(text, "v2 is done on all 2 hosts") || !strings.Contains(text, "ROLLBACK v3") ||
+				!strings.Contains(text, "rack1: web-1-01=v2 web-1-02=v2") {
+				t.Fatalf("answered %d turns; output:\n%s", answered, text)
+			}
+			return
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the interactive demo did not finish:\n%s", out)
+		}
+		turns := turnRe.FindAllStringSubmatch(out.String(), -1)
+		for ; answered < len(turns); answered++ {
+			for _, l := range strings.Split(turns[answered][1], ", then ") {
+				fmt.Fprintln(stdin, l)
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
