@@ -173,7 +173,7 @@ func (b *Bot) cmdStatus(c *call) error {
 		// After the commit: the engine and the fleet take their own locks and may be
 		// waiting for this very transaction.
 		c.after = append(c.after, func(ctx context.Context) {
-			if lines := b.Rollouts.Status(); len(lines) > 0 {
+			if lines := b.Rollouts.Status(ctx); len(lines) > 0 {
 				b.Say(ctx, Post{Text: strings.Join(lines, "\n"), Priority: PriorityNormal})
 			}
 		})

@@ -94,7 +94,7 @@ type RolloutControl interface {
 	// Running returns the release being rolled out, if any.
 	Running() (string, bool)
 	// Status describes the running rollout in a few lines for !status.
-	Status() []string
+	Status(ctx context.Context) []string
 	Pause(ctx context.Context, by string) (string, error)
 	Resume(ctx context.Context, by string) (string, error)
 	Promote(ctx context.Context, by string) (string, error)

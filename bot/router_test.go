@@ -391,7 +391,7 @@ type fakeRollouts struct {
 }
 
 func (f *fakeRollouts) Running() (string, bool) { return f.running, f.running != "" }
-func (f *fakeRollouts) Status() []string {
+func (f *fakeRollouts) Status(context.Context) []string {
 	if f.running == "" {
 		return nil
 	}

@@ -32,6 +32,7 @@ func TestShipRollsOut(t *testing.T) {
 	e.waitChannel("v2: tier a2: 1 of 4 hosts switching", 60*time.Second)
 	say("dave: !status")
 	e.waitChannel("rollout of v2: baking, tier a2 (1 of 2), 1 of 4 hosts switched", 30*time.Second)
+	e.waitChannel("gates now: 5xx", 10*time.Second)
 	time.Sleep(4 * time.Second) // two bakes' worth: a paused rollout must hold
 	if n := len(onRelease(e.hosts(), "v2")); n != 1 {
 		t.Fatalf("the paused rollout went on: %d hosts on v2", n)

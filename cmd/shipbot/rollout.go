@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,7 +181,7 @@ func (r *rollouts) change(ctx context.Context, fn func(s *rollout.State) (string
 	if err != nil {
 		return "", err
 	}
-	return line, r.db.SaveRollout(ctx, r.cur)
+	return line, r.tap.SaveRollout(ctx, r.cur) // through the tap: the dashboard and !status see it
 }
 
 // Pause implements bot.RolloutControl.
@@ -230,10 +231,8 @@ func (r *rollouts) Rollback(ctx context.Context, by, reason string) (string, err
 
 // Status implements bot.RolloutControl: the phase, the tier, and the hosts in each
 // state.
-func (r *rollouts) Status() []string {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	s := r.cur
+func (r *rollouts) Status(ctx context.Context) []string {
+	s := r.tap.get() // the last saved state; a step may hold mu for a while
 	if s == nil || s.Phase.Terminal() {
 		return nil
 	}
@@ -263,5 +262,14 @@ func (r *rollouts) Status() []string {
 		}
 	}
 	out = append(out, fmt.Sprintf("hosts: %d staged, %d unhealthy, %d stale, %d excluded", staged, unhealthy, stale, len(s.Excluded)))
+	if s.Phase == rollout.PhaseBaking && len(r.eng.Config.Gates) > 0 {
+		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		var gs []string
+		for _, res := range r.eng.Readings(ctx, s) {
+			gs = append(gs, res.String())
+		}
+		out = append(out, "gates now: "+strings.Join(gs, ", "))
+	}
 	return out
 }
