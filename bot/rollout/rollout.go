@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -133,8 +134,16 @@ type Engine struct {
 	Committers func(ctx context.Context, release string) string
 	// Prometheus runs the gates whose source is prometheus; optional.
 	Prometheus *health.Prometheus
-	Clock      clockwork.Clock
-	Log        *zap.Logger
+	// win holds each host's counters when the current bake began, so agent gates
+	// judge the bake window and not a process's lifetime. Not saved: after a
+	// restart the window starts again.
+	win struct {
+		mu    sync.Mutex
+		key   string // release, tier and phase start: one bake
+		start map[string]map[string]float64
+	}
+	Clock clockwork.Clock
+	Log   *zap.Logger
 }
 
 // ErrBusy means a rollout is already running.
@@ -372,6 +381,7 @@ func (e *Engine) stepBaking(ctx context.Context, s *State, hosts map[string]Host
 		}
 		return nil
 	}
+	e.noteWindow(s, hosts)
 	if now.Sub(s.Since) < t.Bake && !s.Promote {
 		e.bakeProgress(ctx, s, t, hosts, now)
 		return nil
@@ -478,7 +488,7 @@ func (e *Engine) readings(ctx context.Context, s *State, hosts map[string]HostVi
 		if h := hosts[n]; h.Active == s.Release {
 			canaryHosts = append(canaryHosts, n)
 			if h.Metrics != nil {
-				canary = append(canary, h.Metrics)
+				canary = append(canary, e.sinceWindow(s, n, h.Metrics))
 			}
 		}
 	}
@@ -487,7 +497,7 @@ func (e *Engine) readings(ctx context.Context, s *State, hosts map[string]HostVi
 			baseHosts = append(baseHosts, n)
 			baseVersions[h.Active]++
 			if h.Metrics != nil {
-				baseline = append(baseline, h.Metrics)
+				baseline = append(baseline, e.sinceWindow(s, n, h.Metrics))
 			}
 		}
 	}
@@ -516,6 +526,48 @@ func (e *Engine) promGate(ctx context.Context, g health.Gate, release, base stri
 	c := e.Prometheus.Measure(ctx, g, health.NewVars(release, release, base, canaryHosts))
 	b := e.Prometheus.Measure(ctx, g, health.NewVars(base, release, base, baseHosts))
 	return g.Judge(c, b)
+}
+
+// noteWindow records the counters of hosts seen for the first time in this bake:
+// the tier's hosts once they run the release, the others on their baseline.
+func (e *Engine) noteWindow(s *State, hosts map[string]HostView) {
+	on := map[string]bool{}
+	for _, n := range s.Activated {
+		on[n] = true
+	}
+	for _, n := range s.Hosts {
+		h := hosts[n]
+		if h.Metrics == nil || (on[n] && h.Active != s.Release) || (!on[n] && h.Active != s.Baseline[n]) {
+			continue
+		}
+		e.sinceWindow(s, n, h.Metrics)
+	}
+}
+
+// sinceWindow returns how much each counter of host grew since the bake window
+// began, recording the window's start the first time it sees the host. A counter
+// that went down was reset (the service restarted): it counts from zero.
+func (e *Engine) sinceWindow(s *State, host string, now map[string]float64) map[string]float64 {
+	w := &e.win
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if key := fmt.Sprintf("%s/%d/%d", s.Release, s.Tier, s.Since.UnixNano()); w.key != key {
+		w.key, w.start = key, map[string]map[string]float64{}
+	}
+	start, ok := w.start[host]
+	if !ok {
+		w.start[host] = now
+		return map[string]float64{}
+	}
+	d := make(map[string]float64, len(now))
+	for k, v := range now {
+		if b := start[k]; v >= b {
+			d[k] = v - b
+		} else {
+			d[k] = v
+		}
+	}
+	return d
 }
 
 // Rollback ends a running rollout by sending every activated host back, for !abort

@@ -26,6 +26,8 @@ type fakeFleet struct {
 	calls   int
 	// noMetrics makes every host report no counters (the gates are inconclusive).
 	noMetrics bool
+	// looks counts Hosts calls: the counters grow by 1000 requests per look.
+	looks float64
 	// failQuietly: hosts in noStage stay in progress instead of reporting a failure.
 	failQuietly bool
 }
@@ -44,6 +46,7 @@ func (f *fakeFleet) Hosts(release string) []rollout.HostView {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	var out []rollout.HostView
+	f.looks++
 	for h, a := range f.active {
 		v := rollout.HostView{Name: h, Active: a, Staged: f.staged[h][release]}
 		if f.noStage[h] && !f.failQuietly {
@@ -55,11 +58,14 @@ func (f *fakeFleet) Hosts(release string) []rollout.HostView {
 		healthy := !strings.HasPrefix(a, "bad")
 		v.Healthy = &healthy
 		if !f.noMetrics {
-			bad := 5.0 // per 1000
-			if strings.HasPrefix(a, "err") {
+			bad, history := 5.0, 0.0 // errors per 1000; good requests served before
+			switch {
+			case strings.HasPrefix(a, "err"):
 				bad = 100
+			case strings.HasPrefix(a, "hist"): // a long good past, bad now: only the bake window shows it
+				bad, history = 100, 1e9
 			}
-			v.Metrics = map[string]float64{`req{code="200"}`: 1000 - bad, `req{code="500"}`: bad}
+			v.Metrics = map[string]float64{`req{code="200"}`: history + f.looks*(1000-bad), `req{code="500"}`: f.looks * bad}
 		}
 		out = append(out, v)
 	}
@@ -374,6 +380,16 @@ func TestMetricGate(t *testing.T) {
 	f.run(t, s)
 	if s.Phase != rollout.PhaseRolledBack || !strings.Contains(s.Reason, "tier a2 failed its gates: 5xx 10.0% (baseline 0.5%)") || f.fleet.on("v1") != 10 {
 		t.Errorf("erroring release: %s, %q", s.Phase, s.Reason)
+	}
+
+	// A service that is not restarted keeps its counters: its long good past must
+	// not hide what the bake window shows.
+	f = newFixture(10)
+	f.eng.Config.Gates = []health.Gate{gate(t)}
+	s, _ = f.eng.Start(context.Background(), nil, "hist2")
+	f.run(t, s)
+	if s.Phase != rollout.PhaseRolledBack || !strings.Contains(s.Reason, "tier a2 failed its gates: 5xx 10.0% (baseline 0.5%)") {
+		t.Errorf("release with a long good past: %s, %q", s.Phase, s.Reason)
 	}
 
 	f = newFixture(10)
