@@ -245,6 +245,18 @@ func (r Result) String() string {
 	return s
 }
 
+// canaryLow is what the comparison with the baseline uses for the canary: for a
+// ratio over a known number of samples, the lower end of its 95% Wilson score
+// interval, so that a few unlucky errors in a small canary do not count as
+// worse than the baseline; otherwise the value itself.
+func canaryLow(u Unit, p, n float64) float64 {
+	if u != UnitRatio || math.IsNaN(n) || n <= 0 || p < 0 || p > 1 {
+		return p
+	}
+	const z = 1.96
+	return (p + z*z/(2*n) - z*math.Sqrt(p*(1-p)/n+z*z/(4*n*n))) / (1 + z*z/n)
+}
+
 // Counters measures hosts' reported counters: Errors/Total, with Total as samples.
 func (g Gate) Counters(hosts []map[string]float64) Measure {
 	var e, t float64
@@ -284,7 +296,7 @@ func (g Gate) Judge(canary, baseline Measure) Result {
 		r.Verdict = Inconclusive
 	case g.MaxValue > 0 && r.Canary > g.MaxValue:
 		r.Verdict = Fail
-	case g.MaxRatio > 0 && r.HaveBaseline && r.Canary > g.MaxRatio*r.Baseline && r.Canary > floor:
+	case g.MaxRatio > 0 && r.HaveBaseline && canaryLow(g.Unit, r.Canary, canary.Samples) > g.MaxRatio*r.Baseline && r.Canary > floor:
 		r.Verdict = Fail
 	default:
 		r.Verdict = Pass

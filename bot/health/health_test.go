@@ -57,6 +57,11 @@ func TestGate(t *testing.T) {
 		{[]map[string]float64{host(190, 10)}, health.Fail},        // 5% > 2 × 0.75%
 		{[]map[string]float64{host(40, 10)}, health.Inconclusive}, // 50 samples
 		{nil, health.Inconclusive},
+		// 6 errors in 200 (3%) is 4x the baseline, but at this size it may be
+		// noise: the 95% interval starts at 1.4%, under 2 x 0.75%.
+		{[]map[string]float64{host(194, 6)}, health.Pass},
+		// 60 in 2000 is the same rate, and not noise (the interval starts at 2.3%).
+		{[]map[string]float64{host(1940, 60)}, health.Fail},
 	}
 	for i, c := range cases {
 		if r := g.Evaluate(c.canary, base); r.Verdict != c.want {
