@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,25 +41,8 @@ type agentProc struct {
 	appPort    int
 	config     string
 	cmd        *exec.Cmd
-	log        *lockedBuf
+	log        *chattest.Buffer
 	done       chan struct{}
-}
-
-type lockedBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func newFleetEnv(t testing.TB) *fleetEnv { return newFleetEnvWith(t, "") }
@@ -202,7 +184,7 @@ func (e *fleetEnv) run(a *agentProc) {
 	a.cmd = exec.Command(e.agentBin, "--config", a.config)
 	a.cmd.Env = append(os.Environ(), "SHIPBOT_FLEET_TOKEN="+e.token, "AGENT_DIR="+a.dir, fmt.Sprintf("APP_PORT=%d", a.appPort))
 	if a.log == nil {
-		a.log = &lockedBuf{}
+		a.log = &chattest.Buffer{}
 	}
 	a.cmd.Stdout, a.cmd.Stderr = a.log, a.log
 	if err := a.cmd.Start(); err != nil {

@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -30,21 +29,38 @@ func demoBins(t *testing.T) (shipbot, dir string) {
 	return chattest.Build(t, "./cmd/shipbot"), dir
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+// startDemo runs shipbot demo with args; its output goes to the returned buffer.
+func startDemo(t *testing.T, args ...string) (*exec.Cmd, *chattest.Buffer) {
+	bin, dir := demoBins(t)
+	cmd := exec.Command(bin, append(append([]string{"demo"}, args...), "--bin", dir)...)
+	out := &chattest.Buffer{}
+	cmd.Stdout, cmd.Stderr = out, out
+	return cmd, out
 }
 
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
+// runDemo starts cmd and returns its exit.
+func runDemo(t *testing.T, cmd *exec.Cmd) <-chan error {
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	t.Cleanup(func() { cmd.Process.Kill() })
+	return done
 }
 
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+// finish waits up to d for a demo to exit 0.
+func finish(t *testing.T, cmd *exec.Cmd, out *chattest.Buffer, done <-chan error, d time.Duration) {
+	t.Helper()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("demo: %v\n%s", err, out)
+		}
+	case <-time.After(d):
+		cmd.Process.Kill()
+		t.Fatalf("the demo did not finish in %s:\n%s", d, out)
+	}
 }
 
 var demoDirRe = regexp.MustCompile(`logs under (\S+)\)`)
@@ -65,25 +81,9 @@ func leftovers(dir string) []string {
 // TestDemo runs a shortened make demo: 4 real agents in 2 racks, v2 to every host,
 // v3 rolled back from the canary, the summary, and nothing left behind.
 func TestDemo(t *testing.T) {
-	bin, dir := demoBins(t)
-	cmd := exec.Command(bin, "demo", "--hosts", "4", "--racks", "2", "--speed", "3", "--artifact-mib", "2", "--bin", dir)
-	out := &syncBuf{}
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd, out := startDemo(t, "--hosts", "4", "--racks", "2", "--speed", "3", "--artifact-mib", "2")
 	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("demo: %v\n%s", err, out)
-		}
-	case <-time.After(5 * time.Minute):
-		cmd.Process.Kill()
-		t.Fatalf("the demo did not finish in 5 minutes:\n%s", out)
-	}
+	finish(t, cmd, out, runDemo(t, cmd), 5*time.Minute)
 	t.Logf("demo took %s", time.Since(start).Round(time.Second))
 	text := out.String()
 	// The story, in order.
@@ -127,24 +127,8 @@ func TestDemo(t *testing.T) {
 // TestDemoIRC runs the demo with the channel on a local ngircd: the scripted
 // people are IRC clients and the bot mentions them by nick.
 func TestDemoIRC(t *testing.T) {
-	bin, dir := demoBins(t)
-	cmd := exec.Command(bin, "demo", "--irc", "--hosts", "3", "--racks", "1", "--speed", "3", "--artifact-mib", "1", "--bin", dir)
-	out := &syncBuf{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("demo --irc: %v\n%s", err, out)
-		}
-	case <-time.After(5 * time.Minute):
-		cmd.Process.Kill()
-		t.Fatalf("the IRC demo did not finish in 5 minutes:\n%s", out)
-	}
+	cmd, out := startDemo(t, "--irc", "--hosts", "3", "--racks", "1", "--speed", "3", "--artifact-mib", "1")
+	finish(t, cmd, out, runDemo(t, cmd), 5*time.Minute)
 	text := out.String()
 	for _, want := range []string{
 		"== IRC: ngircd on 127.0.0.1:",
@@ -169,15 +153,8 @@ func TestDemoIRC(t *testing.T) {
 // TestDemoInterrupted: Ctrl-C in the middle stops every agent and demoapp and
 // removes the temp dir.
 func TestDemoInterrupted(t *testing.T) {
-	bin, dir := demoBins(t)
-	cmd := exec.Command(bin, "demo", "--hosts", "3", "--racks", "1", "--speed", "3", "--artifact-mib", "1", "--bin", dir)
-	out := &syncBuf{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
+	cmd, out := startDemo(t, "--hosts", "3", "--racks", "1", "--speed", "3", "--artifact-mib", "1")
+	done := runDemo(t, cmd)
 	deadline := time.Now().Add(2 * time.Minute)
 	for !strings.Contains(out.String(), "shipping v2") {
 		if time.Now().After(deadline) {
@@ -214,20 +191,12 @@ func TestDemoInterrupted(t *testing.T) {
 // TestDemoInteractive: with --interactive the demo waits for the user, who types
 // the lines it asks for; the story still ends with v2 everywhere and v3 rolled back.
 func TestDemoInteractive(t *testing.T) {
-	bin, dir := demoBins(t)
-	cmd := exec.Command(bin, "demo", "--interactive", "--hosts", "2", "--racks", "1", "--speed", "3", "--artifact-mib", "1", "--bin", dir)
-	out := &syncBuf{}
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd, out := startDemo(t, "--interactive", "--hosts", "2", "--racks", "1", "--speed", "3", "--artifact-mib", "1")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	defer cmd.Process.Kill()
+	done := runDemo(t, cmd)
 	turnRe := regexp.MustCompile(`== your turn \([^)]*\): (.*)`)
 	answered := 0
 	deadline := time.Now().Add(4 * time.Minute)
