@@ -14,7 +14,9 @@ import (
 var _ rollout.Store = (*DB)(nil)
 
 // SaveRollout saves a rollout's state, audits the transition, and when the rollout
-// ends marks its release done or rolled back, all in one transaction.
+// ends marks its release done or rolled back, all in one transaction. A save that
+// changes neither the phase, the tier nor the reason (an inconclusive look, a
+// pause) is not a transition and adds no audit event.
 func (s *DB) SaveRollout(ctx context.Context, st *rollout.State) error {
 	v, err := json.Marshal(st)
 	if err != nil {
@@ -22,7 +24,13 @@ func (s *DB) SaveRollout(ctx context.Context, st *rollout.State) error {
 	}
 	return s.Update(ctx, func(btx bot.Tx) error {
 		tx := btx.(*txn).tx
-		if err := tx.Bucket(bucketRollouts).Put([]byte(st.Release), v); err != nil {
+		b := tx.Bucket(bucketRollouts)
+		var prev rollout.State
+		if old := b.Get([]byte(st.Release)); old != nil && json.Unmarshal(old, &prev) == nil &&
+			prev.Phase == st.Phase && prev.Tier == st.Tier && prev.Reason == st.Reason {
+			return b.Put([]byte(st.Release), v)
+		}
+		if err := b.Put([]byte(st.Release), v); err != nil {
 			return err
 		}
 		text := fmt.Sprintf("%s tier %d", st.Phase, st.Tier)

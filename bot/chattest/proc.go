@@ -5,9 +5,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"github.com/shipbot/shipbot/distributor/disttest"
 	"io"
-	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -93,30 +92,7 @@ func moduleRoot() (string, error) {
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	// Below the kernel's ephemeral range, so no ":0" listener or outgoing
-	// connection takes it before the caller binds it.
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		fmt.Sscan(string(b), &low)
-	}
-	if low > 12000 {
-		for i := 0; i < 200; i++ {
-			port := low - 10000 + rand.IntN(10000)
-			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-				l.Close()
-				return port
-			}
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func FreePort(t testing.TB) int { return disttest.FreePort(t) }
 
 // Shipbot is a running `shipbot serve` process.
 type Shipbot struct {

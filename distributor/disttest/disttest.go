@@ -4,6 +4,9 @@ package disttest
 
 import (
 	"crypto/rand"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -118,4 +121,31 @@ func (o *Origin) Handouts() []tracker.Handout {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	return append([]tracker.Handout(nil), o.handouts...)
+}
+
+// FreePort returns a loopback TCP port that is free now and below the kernel's
+// ephemeral range, so no ":0" listener or outgoing connection (of this test or
+// of another package's test running at the same time) takes it before the
+// caller binds it.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		fmt.Sscan(string(b), &low)
+	}
+	if low > 12000 {
+		for i := 0; i < 200; i++ {
+			port := low - 10000 + mrand.IntN(10000)
+			if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+				l.Close()
+				return port
+			}
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

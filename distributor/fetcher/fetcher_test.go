@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -195,9 +194,7 @@ func TestFetchFromAria2cSeeder(t *testing.T) {
 	fh, _ := os.Create(tf)
 	mi.Write(fh)
 	fh.Close()
-	l, _ := net.Listen("tcp", "127.0.0.1:0")
-	port := l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	port := disttest.FreePort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	aria := exec.CommandContext(ctx, "aria2c", "--enable-dht=false", "--bt-enable-lpd=false", "--enable-peer-exchange=false",

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -127,15 +126,6 @@ func TestSeedDoesNotRehash(t *testing.T) {
 	if err := o.Seeder.Seed(tor2); err == nil {
 		t.Error("seeded a truncated file")
 	}
-}
-
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // TestAria2cDownloadsFromOurSeeder: a stock client, told only our tracker, gets the
