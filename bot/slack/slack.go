@@ -69,8 +69,7 @@ type Adapter struct {
 	wake    chan struct{}
 	keyed   map[string]string // post key -> ts of the message to update
 	botUser string
-	// Connects counts Socket Mode connections (for tests and the log).
-	connects int
+	connects int // Socket Mode connections so far, for the log
 }
 
 // New makes an adapter; the tokens come from the environment (see Env*).
@@ -142,13 +141,6 @@ func (a *Adapter) signal() {
 	case a.wake <- struct{}{}:
 	default:
 	}
-}
-
-// Connects reports how many times Socket Mode has connected.
-func (a *Adapter) Connects() int {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.connects
 }
 
 // Run delivers the channel's messages, slash commands and button clicks to h,
