@@ -64,11 +64,11 @@ type Adapter struct {
 	api *slack.Client
 	log *zap.Logger
 
-	mu      sync.Mutex
-	queue   []bot.Post
-	wake    chan struct{}
-	keyed   map[string]string // post key -> ts of the message to update
-	botUser string
+	mu       sync.Mutex
+	queue    []bot.Post
+	wake     chan struct{}
+	keyed    map[string]string // post key -> ts of the message to update
+	botUser  string
 	connects int // Socket Mode connections so far, for the log
 }
 
